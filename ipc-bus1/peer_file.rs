@@ -1,0 +1,103 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! DOC: Peer files
+//!
+//! User space refers to a peer through a file descriptor of an anonymous
+//! inode file named `[bus1]`.  The file's `private_data` owns one reference
+//! to the `Peer`; the last `fput()` of the file (the last close, in any
+//! process) calls `release()`, which gives that reference back.
+//!
+//! Whether a file is a bus1 peer is decided by its `f_op` pointing at
+//! `PEER_FOPS`, which is why that table is a `static` with one address.
+
+use kernel::{
+    bindings,
+    prelude::*,
+    seq_file::{seq_print, SeqFile},
+    sync::Arc,
+    types::ForeignOwnable,
+    uapi,
+};
+
+use crate::peer::Peer;
+
+/// `file_operations` in a `static` needs `Sync`; the table is never written.
+struct FileOperations(bindings::file_operations);
+
+// SAFETY: The table is immutable after compilation; the raw pointers it
+// contains are only read (by the VFS).
+unsafe impl Sync for FileOperations {}
+
+static PEER_FOPS: FileOperations = FileOperations(bindings::file_operations {
+    release: Some(release),
+    show_fdinfo: Some(show_fdinfo),
+    // SAFETY: All-zero is a valid `file_operations`: every member is an
+    // optional function pointer, a null module pointer or a flag word.
+    ..unsafe { core::mem::MaybeUninit::zeroed().assume_init() }
+});
+
+const OPEN_FLAGS: u32 = uapi::BUS1_OPEN_CLOEXEC | uapi::BUS1_OPEN_NONBLOCK;
+
+/// Creates a peer and installs a file descriptor for it (`bus1_open(2)`).
+pub(crate) fn open(flags: u32) -> Result<i32> {
+    if flags & !OPEN_FLAGS != 0 {
+        return Err(EINVAL);
+    }
+
+    let mut file_flags = bindings::O_RDWR;
+    if flags & uapi::BUS1_OPEN_CLOEXEC != 0 {
+        file_flags |= bindings::O_CLOEXEC;
+    }
+    if flags & uapi::BUS1_OPEN_NONBLOCK != 0 {
+        file_flags |= bindings::O_NONBLOCK;
+    }
+
+    let peer = Peer::new()?.into_foreign();
+
+    // SAFETY: The name is a NUL-terminated string, `PEER_FOPS` lives
+    // forever, and `peer` is a valid `private_data` for it (see `release()`).
+    let fd = unsafe {
+        bindings::anon_inode_getfd(
+            c"[bus1]".as_char_ptr(),
+            &PEER_FOPS.0,
+            peer,
+            file_flags as c_int,
+        )
+    };
+    if fd < 0 {
+        // SAFETY: `anon_inode_getfd()` creates no file when it fails, so the
+        // reference from `into_foreign()` above was not consumed.
+        drop(unsafe { Arc::<Peer>::from_foreign(peer) });
+        return Err(Error::from_errno(fd));
+    }
+    Ok(fd)
+}
+
+/// Called on the last `fput()` of a peer file.
+///
+/// # Safety
+///
+/// `file` is a file created by `open()` and this is its last reference.
+unsafe extern "C" fn release(_inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
+    // SAFETY: The caller guarantees `file` is valid; its `private_data` was
+    // set from `Arc::into_foreign()` in `open()` and is given back once, here.
+    let peer = unsafe { Arc::<Peer>::from_foreign((*file).private_data) };
+    drop(peer);
+    0
+}
+
+/// Prints the peer's state into `/proc/<pid>/fdinfo/<fd>`.
+///
+/// # Safety
+///
+/// `m` is a valid `seq_file` owned by the caller and `file` a valid peer
+/// file that stays alive for the duration of the call.
+unsafe extern "C" fn show_fdinfo(m: *mut bindings::seq_file, file: *mut bindings::file) {
+    // SAFETY: The VFS holds a reference to `file` during the call, so the
+    // peer that its `private_data` owns is alive too.
+    let peer = unsafe { Arc::<Peer>::borrow((*file).private_data) };
+    // SAFETY: The caller passes a valid `seq_file` that only this thread
+    // accesses during the call.
+    let m = unsafe { SeqFile::from_raw(m) };
+    seq_print!(m, "bus1-peer-id:\t{}\n", peer.id());
+}

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# Apply patches/ to the kernel base and build bzImage.
+#
+#   build.sh [--debug] [make targets...]
+#
+# The series is applied with `git am` in a scratch worktree; the build
+# worktree then checks out the result, which rewrites only the files that
+# differ from the last build, so make rebuilds incrementally.
+# --debug builds a second kernel (own build directory) with the checkers of
+# configs/bus1-debug.config.
+. "$(dirname "$0")/lib.sh"
+
+fragments=("$BUS1_ROOT/configs/bus1.config")
+if [ "${1:-}" = --debug ]; then
+	shift
+	fragments+=("$BUS1_ROOT/configs/bus1-debug.config")
+	BUILD_DIR=$BUS1_CACHE/build-debug
+fi
+targets=("${@:-bzImage}")
+
+"$BUS1_ROOT/scripts/setup-toolchain.sh"
+"$BUS1_ROOT/scripts/fetch-kernel.sh"
+
+# --- apply the series ---------------------------------------------------------
+am=$BUS1_CACHE/am
+git -C "$KERNEL_GIT" worktree prune
+[ -e "$am/.git" ] || git -C "$KERNEL_GIT" worktree add -q --detach "$am" "$BASE_TAG"
+git -C "$am" am --abort >/dev/null 2>&1 || true
+git -C "$am" checkout -q -f --detach "$BASE_TAG"
+git -C "$am" clean -q -fdx
+mapfile -t series < <(ls "$BUS1_ROOT"/patches/[0-9][0-9][0-9][0-9]-*.patch | grep -v '/0000-')
+git -C "$am" -c user.name="bus1 harness" -c user.email=bus1@localhost \
+	am -q "${series[@]}" || die "git am of patches/ onto $BASE_TAG failed"
+head=$(git -C "$am" rev-parse HEAD)
+
+[ -e "$WORK_TREE/.git" ] || git -C "$KERNEL_GIT" worktree add -q --detach "$WORK_TREE" "$BASE_TAG"
+git -C "$WORK_TREE" checkout -q -f --detach "$head"
+log "applied ${#series[@]} patches onto $BASE_TAG"
+
+# --- configure ----------------------------------------------------------------
+mkdir -p "$BUILD_DIR"
+config_key=$(cat "${fragments[@]}" | sha256sum | cut -d' ' -f1)
+if [ "$(cat "$BUILD_DIR/.bus1-config-key" 2>/dev/null)" != "$config_key" ] ||
+	[ ! -f "$BUILD_DIR/.config" ]; then
+	log "configuring (tinyconfig + ${fragments[*]##*/})"
+	kmake -s rustavailable >/dev/null || die "Rust is not available to the kernel build"
+	kmake -s tinyconfig >/dev/null
+	"$WORK_TREE/scripts/kconfig/merge_config.sh" -m -O "$BUILD_DIR" \
+		"$BUILD_DIR/.config" "${fragments[@]}" >/dev/null
+	kmake -s olddefconfig >/dev/null
+	missing=$(cat "${fragments[@]}" | grep -E '^CONFIG_[A-Z0-9_]+=' | while read -r opt; do
+		grep -qxF "$opt" "$BUILD_DIR/.config" || echo "$opt"
+	done)
+	[ -z "$missing" ] || die "config options did not stick: $(echo $missing)"
+	echo "$config_key" >"$BUILD_DIR/.bus1-config-key"
+fi
+
+# --- build --------------------------------------------------------------------
+log "make ${targets[*]} (O=$BUILD_DIR)"
+start=$SECONDS
+# Only warnings and errors are shown, not the per-file "  CC  x.o" lines.
+kmake "${targets[@]}" 2>&1 | sed -E '/^  [A-Z0-9_]+ +/d' >&2 ||
+	die "kernel build failed"
+log "built in $((SECONDS - start)) s: $BUILD_DIR/arch/x86/boot/bzImage"

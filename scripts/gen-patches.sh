@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# Generate the bus1 patch series from the sources in this repository.
+#
+#   gen-patches.sh [OUTDIR]     (default: patches/)
+#
+# The series is built as commits on top of the kernel base in a scratch
+# worktree, then exported with `git format-patch`.  Dates, identities and
+# commit ids are fixed so the output depends on the sources only: running it
+# twice gives the same bytes, which is what `scripts/test.sh` checks.
+. "$(dirname "$0")/lib.sh"
+
+out=${1:-$BUS1_ROOT/patches}
+series=$BUS1_ROOT/scripts/series
+kedit=$BUS1_ROOT/scripts/kedit.py
+
+# Syscall numbers are ABI: fixed here, checked to be free in the base.
+NR_BUS1_OPEN=473
+
+"$BUS1_ROOT/scripts/fetch-kernel.sh"
+
+gen=$BUS1_CACHE/gen
+if [ ! -e "$gen/.git" ]; then
+	git -C "$KERNEL_GIT" worktree prune
+	git -C "$KERNEL_GIT" worktree add -q --detach "$gen" "$BASE_TAG"
+fi
+cd "$gen"
+git checkout -q -f -B bus1-series "$BASE_TAG"
+git clean -q -fdx
+
+export GIT_AUTHOR_NAME=$SERIES_AUTHOR_NAME GIT_COMMITTER_NAME=$SERIES_AUTHOR_NAME
+export GIT_AUTHOR_EMAIL=$SERIES_AUTHOR_EMAIL GIT_COMMITTER_EMAIL=$SERIES_AUTHOR_EMAIL
+export GIT_AUTHOR_DATE=$SERIES_DATE GIT_COMMITTER_DATE=$SERIES_DATE
+
+commit() {
+	local msg=$1
+	shift
+	git add -f -- "$@"
+	git -c core.hooksPath=/dev/null commit -q -s -F "$series/$msg"
+}
+
+syscall_free() {
+	! grep -qE "^$1[[:space:]]" "$2" || die "syscall number $1 is taken in $2"
+}
+
+# --- 1: the subsystem with its first system call -----------------------------
+mkdir -p ipc/bus1
+cp "$BUS1_ROOT"/ipc-bus1/{Kconfig,Makefile,bus1.h,syscalls.c,*.rs} ipc/bus1/
+cp "$BUS1_ROOT/uapi/bus1.h" include/uapi/linux/bus1.h
+python3 "$kedit" init/Kconfig before '^config WATCH_QUEUE$' 'source "ipc/bus1/Kconfig"
+'
+python3 "$kedit" ipc/Makefile after '^obj-' 'obj-$(CONFIG_BUS1) += bus1/'
+python3 "$kedit" include/linux/syscalls.h before '^asmlinkage long sys_msgget\(' \
+	'asmlinkage long sys_bus1_open(unsigned int flags);'
+python3 "$kedit" kernel/sys_ni.c before '^COND_SYSCALL\(msgget\);' 'COND_SYSCALL(bus1_open);'
+python3 "$kedit" rust/bindings/bindings_helper.h before '^#include <linux/auxiliary_bus.h>' \
+	'#include <linux/anon_inodes.h>'
+python3 "$kedit" rust/bindings/bindings_helper.h before '^#if IS_ENABLED\(CONFIG_ANDROID_BINDER_IPC_RUST\)' \
+	'#if IS_ENABLED(CONFIG_BUS1)
+#include "../../ipc/bus1/bus1.h"
+#endif
+'
+python3 "$kedit" rust/uapi/uapi_helper.h before '^#include <uapi/linux/ethtool.h>' \
+	'#include <uapi/linux/bus1.h>'
+python3 "$kedit" MAINTAINERS maintainers "$(cat "$series/maintainers.txt")"
+commit 0001-subsystem.txt ipc/bus1 include/uapi/linux/bus1.h init/Kconfig ipc/Makefile \
+	include/linux/syscalls.h kernel/sys_ni.c rust/bindings/bindings_helper.h \
+	rust/uapi/uapi_helper.h MAINTAINERS
+
+# --- 2: syscall numbers ---------------------------------------------------------
+syscall_free $NR_BUS1_OPEN arch/x86/entry/syscalls/syscall_64.tbl
+syscall_free $NR_BUS1_OPEN scripts/syscall.tbl
+prev=$((NR_BUS1_OPEN - 1))
+python3 "$kedit" arch/x86/entry/syscalls/syscall_64.tbl after "^$prev\\s+common" \
+	"$NR_BUS1_OPEN	common	bus1_open		sys_bus1_open"
+python3 "$kedit" scripts/syscall.tbl after "^$prev\\s+common" \
+	"$NR_BUS1_OPEN	common	bus1_open			sys_bus1_open"
+python3 "$kedit" include/uapi/asm-generic/unistd.h before '^#undef __NR_syscalls' \
+	"/* ipc/bus1/syscalls.c */
+#define __NR_bus1_open $NR_BUS1_OPEN
+__SYSCALL(__NR_bus1_open, sys_bus1_open)
+"
+python3 "$kedit" include/uapi/asm-generic/unistd.h sub \
+	'^#define __NR_syscalls [0-9]+' "#define __NR_syscalls $((NR_BUS1_OPEN + 1))"
+commit 0002-syscall-numbers.txt arch/x86/entry/syscalls/syscall_64.tbl scripts/syscall.tbl \
+	include/uapi/asm-generic/unistd.h
+
+# --- 3: documentation -----------------------------------------------------------
+cp "$BUS1_ROOT/Documentation/userspace-api/bus1.rst" Documentation/userspace-api/bus1.rst
+python3 "$kedit" Documentation/userspace-api/index.rst after '^   rseq$' '   bus1'
+python3 "$kedit" MAINTAINERS before '^F:	include/uapi/linux/bus1.h$' \
+	'F:	Documentation/userspace-api/bus1.rst'
+commit 0003-documentation.txt Documentation/userspace-api MAINTAINERS
+
+# --- export ---------------------------------------------------------------------
+git config branch.bus1-series.description "$(cat "$series/cover-letter.txt")"
+mkdir -p "$out"
+rm -f "$out"/*.patch
+git format-patch -q --zero-commit --no-signature --cover-letter \
+	--cover-from-description=subject --subject-prefix="RFC PATCH" \
+	-o "$out" "$BASE_TAG..bus1-series"
+log "wrote $(ls "$out"/*.patch | wc -l) files to ${out#"$BUS1_ROOT"/}"

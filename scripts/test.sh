@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# Run every test: the checks of the patch series on the host, the user-space
+# crate's host tests, and the bus1 tests inside the booted kernel.
+#
+#   test.sh              everything; ends with "N passed, N failed"
+#   test.sh FILTER       only the in-kernel tests whose name contains FILTER
+#
+# Exit status is non-zero when anything failed.
+. "$(dirname "$0")/lib.sh"
+
+filter=${1:-}
+passed=0
+failed=0
+failures=()
+logs=$BUS1_CACHE/test-logs
+rm -rf "$logs"
+mkdir -p "$logs"
+
+# check NAME COMMAND...: one host-side test; its output goes to a log that is
+# shown only when it fails.
+check() {
+	local name=$1 log
+	shift
+	log=$logs/$(echo "$name" | tr -c 'a-zA-Z0-9_\n-' _).log
+	local start=$SECONDS
+	if "$@" >"$log" 2>&1; then
+		passed=$((passed + 1))
+		printf 'ok    %-55s %4ds\n' "$name" $((SECONDS - start))
+	else
+		failed=$((failed + 1))
+		failures+=("$name")
+		printf 'FAIL  %-55s %4ds\n' "$name" $((SECONDS - start))
+		tail -n 40 "$log" | sed 's/^/      | /'
+	fi
+}
+
+summary() {
+	echo
+	((${#failures[@]} == 0)) || printf 'failed: %s\n' "${failures[@]}"
+	echo "$passed passed, $failed failed"
+	[ "$failed" = 0 ]
+}
+
+# --- host-side checks of the series -------------------------------------------
+patches_up_to_date() {
+	local tmp
+	tmp=$(mktemp -d)
+	"$BUS1_ROOT/scripts/gen-patches.sh" "$tmp"
+	diff -ru "$BUS1_ROOT/patches" "$tmp" || {
+		echo "patches/ differs from the sources: run scripts/gen-patches.sh"
+		rm -rf "$tmp"
+		return 1
+	}
+	rm -rf "$tmp"
+}
+
+checkpatch_strict() {
+	local out
+	out=$("$WORK_TREE/scripts/checkpatch.pl" --strict --no-tree --show-types \
+		--ignore FILE_PATH_CHANGES "$BUS1_ROOT"/patches/000[1-9]-*.patch \
+		"$BUS1_ROOT"/patches/00[1-9][0-9]-*.patch 2>&1 || true)
+	echo "$out"
+	# Clean means no error, warning or check in any patch.
+	! echo "$out" | grep -qE '^(ERROR|WARNING|CHECK):'
+}
+
+rustfmt_check() {
+	rustfmt --edition 2021 --check --config-path "$WORK_TREE/.rustfmt.toml" \
+		"$BUS1_ROOT"/ipc-bus1/*.rs
+}
+
+clippy_check() {
+	# Rebuilds only ipc/bus1 under clippy; the next build switches it back.
+	local out
+	out=$(kmake CLIPPY=1 CLIPPY_DRIVER=/usr/bin/clippy-driver ipc/bus1/ 2>&1)
+	echo "$out"
+	! echo "$out" | grep -qE '^(warning|error)'
+}
+
+crate_host_tests() {
+	cd "$BUS1_ROOT/tools-testing"
+	cargo fmt --check
+	cargo clippy -q --all-targets -- -D warnings
+	cargo test -q --lib
+}
+
+if [ -z "$filter" ]; then
+	"$BUS1_ROOT/scripts/setup-toolchain.sh"
+	check "patches/ is generated from the sources" patches_up_to_date
+fi
+if ! "$BUS1_ROOT/scripts/build.sh" >"$logs/build.log" 2>&1; then
+	failed=$((failed + 1))
+	failures+=("series applies with git am and the kernel builds")
+	tail -n 60 "$logs/build.log"
+	summary
+	exit 1
+fi
+if [ -z "$filter" ]; then
+	check "series applies with git am and the kernel builds" true
+	check "checkpatch.pl --strict is clean" checkpatch_strict
+	check "ipc/bus1 is rustfmt clean" rustfmt_check
+	check "ipc/bus1 is clippy clean (CLIPPY=1)" clippy_check
+	check "user-space crate: fmt, clippy, host tests" crate_host_tests
+fi
+
+# --- in-kernel tests ---------------------------------------------------------------
+cd "$BUS1_ROOT/tools-testing"
+test_bin=$(cargo test -q --no-run --test kernel --message-format=json 2>"$logs/cargo.log" |
+	sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n1)
+if [ -z "$test_bin" ]; then
+	cat "$logs/cargo.log"
+	failed=$((failed + 1))
+	failures+=("build of the in-kernel tests")
+	summary
+	exit 1
+fi
+
+log "booting the bus1 kernel for the in-kernel tests"
+start=$SECONDS
+"$BUS1_ROOT/scripts/boot.sh" -- "$test_bin" --test-threads=1 ${filter:+"$filter"} \
+	>"$logs/kernel-tests.log" 2>&1
+boot_status=$?
+ktime=$((SECONDS - start))
+grep -E '^test .* \.\.\. ' "$logs/kernel-tests.log" | sed 's/^test /kernel: /'
+kpass=$(grep -cE '^test .* \.\.\. ok$' "$logs/kernel-tests.log" || true)
+kfail=$(grep -cE '^test .* \.\.\. FAILED$' "$logs/kernel-tests.log" || true)
+passed=$((passed + kpass))
+failed=$((failed + kfail))
+if ((kfail > 0)); then
+	sed -n '/^failures:$/,/^test result/p' "$logs/kernel-tests.log" | sed 's/^/      | /'
+	mapfile -t -O "${#failures[@]}" failures < <(sed -n 's/^test \(.*\) \.\.\. FAILED$/kernel: \1/p' "$logs/kernel-tests.log")
+fi
+if ! grep -q '^test result:' "$logs/kernel-tests.log" || { [ "$boot_status" != 0 ] && ((kfail == 0)); }; then
+	failed=$((failed + 1))
+	failures+=("boot and run the in-kernel tests (exit $boot_status)")
+	tail -n 60 "$logs/kernel-tests.log" | sed 's/^/      | /'
+fi
+((kpass + kfail > 0)) || [ -z "$filter" ] || echo "no in-kernel test matches '$filter'"
+echo "in-kernel tests: $kpass passed, $kfail failed, boot+run ${ktime}s"
+summary
