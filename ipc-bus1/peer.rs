@@ -34,12 +34,12 @@ impl Peer {
         // Counted before the allocation: a failed `Arc::new()` drops the
         // value, and `drop()` uncounts it.
         stats::PEERS.inc();
-        Arc::new(
+        Ok(Arc::new(
             Self {
                 id: NEXT_PEER_ID.fetch_add(1, Relaxed),
             },
             GFP_KERNEL,
-        )
+        )?)
     }
 
     /// The peer's system-wide unique id.

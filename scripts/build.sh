@@ -29,7 +29,14 @@ git -C "$KERNEL_GIT" worktree prune
 git -C "$am" am --abort >/dev/null 2>&1 || true
 git -C "$am" checkout -q -f --detach "$BASE_TAG"
 git -C "$am" clean -q -fdx
-mapfile -t series < <(ls "$BUS1_ROOT"/patches/[0-9][0-9][0-9][0-9]-*.patch | grep -v '/0000-')
+# patches/ is generated against the pinned base; for the user's own tree the
+# series is generated against that tree instead.
+patch_dir=$BUS1_ROOT/patches
+if [ -n "${KERNEL_SRC:-}" ]; then
+	patch_dir=$TREE_CACHE/patches
+	"$BUS1_ROOT/scripts/gen-patches.sh" "$patch_dir"
+fi
+mapfile -t series < <(ls "$patch_dir"/[0-9][0-9][0-9][0-9]-*.patch | grep -v '/0000-')
 git -C "$am" -c user.name="bus1 harness" -c user.email=bus1@localhost \
 	am -q "${series[@]}" || die "git am of patches/ onto $BASE_TAG failed"
 head=$(git -C "$am" rev-parse HEAD)

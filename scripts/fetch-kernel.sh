@@ -6,7 +6,8 @@
 # Default: Debian's linux-source-$KERNEL_SERIES binary package (pinned version,
 # checksum verified; the newest $KERNEL_SERIES.x when the pin has left the
 # archive), unpacked once into $BUS1_CACHE/linux.
-# KERNEL_SRC=<mainline checkout>: the user's tree; its HEAD is tagged as base.
+# KERNEL_SRC=<mainline checkout>: the user's tree, shared-cloned; its HEAD at
+# the first run is the base (remove $BUS1_CACHE/own-tree to take a new one).
 . "$(dirname "$0")/lib.sh"
 
 if git -C "$KERNEL_GIT" rev-parse -q --verify "refs/tags/$BASE_TAG" >/dev/null 2>&1; then
@@ -18,7 +19,10 @@ if [ -n "${KERNEL_SRC:-}" ]; then
 		die "KERNEL_SRC=$KERNEL_SRC is not a git checkout"
 	[ -f "$KERNEL_SRC/scripts/syscall.tbl" ] || die "KERNEL_SRC does not look like a kernel tree"
 	log "using $KERNEL_SRC at $(git -C "$KERNEL_SRC" describe --always HEAD) as base"
-	git -C "$KERNEL_SRC" tag "$BASE_TAG" HEAD
+	rm -rf "$KERNEL_GIT"
+	git clone -q --shared --no-checkout "$KERNEL_SRC" "$KERNEL_GIT"
+	git -C "$KERNEL_GIT" config gc.auto 0
+	git -C "$KERNEL_GIT" tag "$BASE_TAG" "$(git -C "$KERNEL_SRC" rev-parse HEAD)"
 	exit 0
 fi
 
@@ -69,7 +73,8 @@ git init -q -b base
 git config gc.auto 0
 git config core.autocrlf false
 git add -A -f
-git -c user.name="bus1 harness" -c user.email=bus1@localhost \
+GIT_AUTHOR_DATE=$SERIES_DATE GIT_COMMITTER_DATE=$SERIES_DATE \
+	git -c user.name="bus1 harness" -c user.email=bus1@localhost \
 	commit -q -m "Linux $kver (Debian $pkg $version)"
 git tag "$BASE_TAG"
 log "kernel base: Linux $kver (Debian $pkg $version), tagged $BASE_TAG"

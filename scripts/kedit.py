@@ -48,17 +48,21 @@ def main():
     elif op == "maintainers":
         entry = text_lines(args[0])
         title = entry[0].strip()
-        # Entries are a title line followed by "X:\t" lines; they start
-        # after the "Maintainers List" heading and are sorted by title.
+        # Entries are a title line followed by "X:\t" lines, after the
+        # "Maintainers List" heading, sorted by title (with a few strays):
+        # go behind the entry with the greatest title below ours.
         start = matching(lines, r"^Maintainers List")[0]
-        for i in range(start, len(lines) - 1):
-            is_title = (re.match(r"^[0-9A-Z]", lines[i])
-                        and re.match(r"^[A-Z]:\t", lines[i + 1]))
-            if is_title and lines[i].strip() > title:
-                lines[i:i] = entry + ["\n"]
-                break
-        else:
+        titles = [i for i in range(start, len(lines) - 1)
+                  if re.match(r"^[0-9A-Z]", lines[i])
+                  and not re.match(r"^[A-Z]:\t", lines[i])
+                  and re.match(r"^[A-Z]:\t", lines[i + 1])]
+        below = [i for i in titles if lines[i].strip() < title]
+        if not below:
             fail("no place for the MAINTAINERS entry")
+        prev = max(below, key=lambda i: lines[i].strip())
+        following = [i for i in titles if i > prev]
+        at = following[0] if following else len(lines)
+        lines[at:at] = entry + ["\n"]
     else:
         fail(f"unknown operation {op}")
 

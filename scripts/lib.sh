@@ -27,11 +27,18 @@ BINDGEN=$TOOLS/bindgen/bin/bindgen
 LIBCLANG_DIR=$TOOLS/libclang/libclang-$LIBCLANG_VERSION.data/platlib/clang/native
 VENV=$TOOLS/venv
 
-# The kernel tree: KERNEL_SRC may point at the user's own mainline checkout;
-# the patched tree we build is always a separate worktree we own.
-KERNEL_GIT=${KERNEL_SRC:-$BUS1_CACHE/linux}
-WORK_TREE=$BUS1_CACHE/src
-BUILD_DIR=${BUS1_BUILD_DIR:-$BUS1_CACHE/build}
+# The kernel trees.  By default the base is Debian's tarball, unpacked into
+# a git repository of our own.  KERNEL_SRC=<mainline checkout> uses the
+# user's tree instead (shared-cloned, never modified), with caches of its
+# own so that switching between the two never mixes build trees.
+if [ -n "${KERNEL_SRC:-}" ]; then
+	TREE_CACHE=$BUS1_CACHE/own-tree
+else
+	TREE_CACHE=$BUS1_CACHE
+fi
+KERNEL_GIT=$TREE_CACHE/linux
+WORK_TREE=$TREE_CACHE/src
+BUILD_DIR=${BUS1_BUILD_DIR:-$TREE_CACHE/build}
 
 JOBS=${JOBS:-$(nproc)}
 
