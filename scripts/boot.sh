@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 # Boot the built kernel and run one command inside it.
 #
-#   boot.sh [--debug] [--timeout SECONDS] -- COMMAND [ARGS...]
+#   boot.sh [--variant NAME] [--timeout SECONDS] -- COMMAND [ARGS...]
 #
 # The guest shares the host's root file system (virtme-ng over 9p), so host
 # binaries run as they are.  The command's output and exit status become
@@ -13,13 +13,13 @@
 timeout=${BOOT_TIMEOUT:-600}
 while [ $# -gt 0 ]; do
 	case $1 in
-	--debug) BUILD_DIR=$BUS1_CACHE/build-debug; shift ;;
+	--variant) BUILD_DIR=$TREE_CACHE/build-$2; shift 2 ;;
 	--timeout) timeout=$2; shift 2 ;;
 	--) shift; break ;;
 	*) break ;;
 	esac
 done
-[ $# -gt 0 ] || die "usage: boot.sh [--debug] [--timeout S] -- COMMAND..."
+[ $# -gt 0 ] || die "usage: boot.sh [--variant NAME] [--timeout S] -- COMMAND..."
 
 kernel=$BUILD_DIR/arch/x86/boot/bzImage
 [ -f "$kernel" ] || die "no kernel at $kernel; run scripts/build.sh first"

@@ -2,25 +2,30 @@
 # SPDX-License-Identifier: GPL-2.0
 # Apply patches/ to the kernel base and build bzImage.
 #
-#   build.sh [--debug] [make targets...]
+#   build.sh [--variant debug|nobus1] [make targets...]
 #
 # The series is applied with `git am` in a scratch worktree; the build
 # worktree then checks out the result, which rewrites only the files that
 # differ from the last build, so make rebuilds incrementally.
-# --debug builds a second kernel (own build directory) with the checkers of
-# configs/bus1-debug.config.
+# A variant is a second kernel in a build directory of its own: "debug" adds
+# the checkers of configs/debug.config, "nobus1" is built without bus1.
 . "$(dirname "$0")/lib.sh"
 
 fragments=("$BUS1_ROOT/configs/bus1.config")
-if [ "${1:-}" = --debug ]; then
-	shift
-	fragments+=("$BUS1_ROOT/configs/bus1-debug.config")
-	BUILD_DIR=$BUS1_CACHE/build-debug
+if [ "${1:-}" = --variant ]; then
+	[ -f "$BUS1_ROOT/configs/$2.config" ] || die "unknown variant $2 (no configs/$2.config)"
+	fragments+=("$BUS1_ROOT/configs/$2.config")
+	BUILD_DIR=$TREE_CACHE/build-$2
+	shift 2
 fi
 targets=("${@:-bzImage}")
 
 "$BUS1_ROOT/scripts/setup-toolchain.sh"
 "$BUS1_ROOT/scripts/fetch-kernel.sh"
+
+# All variants build from one patched tree: one build at a time.
+exec 9>"$TREE_CACHE/build.lock"
+flock -n 9 || { log "waiting for another build to finish"; flock 9; }
 
 # --- apply the series ---------------------------------------------------------
 am=$BUS1_CACHE/am
@@ -56,9 +61,12 @@ if [ "$(cat "$BUILD_DIR/.bus1-config-key" 2>/dev/null)" != "$config_key" ] ||
 	"$WORK_TREE/scripts/kconfig/merge_config.sh" -m -O "$BUILD_DIR" \
 		"$BUILD_DIR/.config" "${fragments[@]}" >/dev/null
 	kmake -s olddefconfig >/dev/null
-	missing=$(cat "${fragments[@]}" | grep -E '^CONFIG_[A-Z0-9_]+=' | while read -r opt; do
-		grep -qxF "$opt" "$BUILD_DIR/.config" || echo "$opt"
-	done)
+	# The last fragment wins, as in merge_config.sh.
+	missing=$(cat "${fragments[@]}" | grep -E '^(CONFIG_[A-Z0-9_]+=|# CONFIG_[A-Z0-9_]+ is not set)' |
+		tac | awk '{ n = $0; sub(/^# /, "", n); sub(/[= ].*/, "", n); if (!seen[n]++) print }' |
+		while read -r opt; do
+			grep -qxF "$opt" "$BUILD_DIR/.config" || echo "$opt"
+		done)
 	[ -z "$missing" ] || die "config options did not stick: $(echo $missing)"
 	echo "$config_key" >"$BUILD_DIR/.bus1-config-key"
 fi

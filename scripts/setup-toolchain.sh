@@ -8,7 +8,7 @@ DEB_PACKAGES=(
 	rustc-web rust-web-src rust-web-clippy rustfmt-web
 	gcc make bc flex bison libelf-dev libssl-dev cpio xz-utils git
 	python3-venv python3-pip
-	qemu-system-x86 busybox-static udev strace kmod
+	qemu-system-x86 busybox-static udev strace kmod groff-base
 )
 
 missing=()

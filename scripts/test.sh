@@ -66,6 +66,14 @@ checkpatch_strict() {
 	! echo "$out" | grep -qE '^(ERROR|WARNING|CHECK):'
 }
 
+man_pages_check() {
+	local page warnings
+	for page in "$BUS1_ROOT"/Documentation/man/*.[0-9]; do
+		warnings=$(groff -man -ww -z "$page" 2>&1)
+		[ -z "$warnings" ] || { echo "$page: $warnings"; return 1; }
+	done
+}
+
 rustfmt_check() {
 	rustfmt --edition 2021 --check --config-path "$WORK_TREE/.rustfmt.toml" \
 		"$BUS1_ROOT"/ipc-bus1/*.rs
@@ -109,6 +117,7 @@ fi
 if [ -z "$filter" ]; then
 	check "series applies with git am and the kernel builds" true
 	check "checkpatch.pl --strict is clean" checkpatch_strict
+	check "man pages render without warnings" man_pages_check
 	check "ipc/bus1 is rustfmt clean" rustfmt_check
 	check "ipc/bus1 is clippy clean (CLIPPY=1)" clippy_check
 	check "user-space crate: fmt, clippy, host tests" crate_host_tests
@@ -126,26 +135,41 @@ if [ -z "$test_bin" ]; then
 	exit 1
 fi
 
-log "booting the bus1 kernel for the in-kernel tests"
-start=$SECONDS
-boot_status=0
-"$BUS1_ROOT/scripts/boot.sh" -- "$test_bin" --test-threads=1 ${filter:+"$filter"} \
-	>"$logs/kernel-tests.log" 2>&1 || boot_status=$?
-ktime=$((SECONDS - start))
-grep -E '^test .* \.\.\. ' "$logs/kernel-tests.log" | sed 's/^test /kernel: /'
-kpass=$(grep -cE '^test .* \.\.\. ok$' "$logs/kernel-tests.log" || true)
-kfail=$(grep -cE '^test .* \.\.\. FAILED$' "$logs/kernel-tests.log" || true)
-passed=$((passed + kpass))
-failed=$((failed + kfail))
-if ((kfail > 0)); then
-	sed -n '/^failures:$/,/^test result/p' "$logs/kernel-tests.log" | sed 's/^/      | /'
-	mapfile -t -O "${#failures[@]}" failures < <(sed -n 's/^test \(.*\) \.\.\. FAILED$/kernel: \1/p' "$logs/kernel-tests.log")
+# run_kernel_tests LABEL VARIANT TEST-ARGS...: boot a kernel (VARIANT "" is
+# the bus1 kernel) and run the in-kernel test binary in it; every libtest
+# result counts as one test.
+run_kernel_tests() {
+	local label=$1 variant=$2 status=0 start=$SECONDS out kpass kfail
+	shift 2
+	out=$logs/kernel-tests${variant:+-$variant}.log
+	log "booting the ${variant:-bus1} kernel for $label"
+	"$BUS1_ROOT/scripts/boot.sh" ${variant:+--variant "$variant"} -- \
+		"$test_bin" --test-threads=1 "$@" >"$out" 2>&1 || status=$?
+	grep -E '^test .* \.\.\. ' "$out" | sed "s/^test /$label: /"
+	kpass=$(grep -cE '^test .* \.\.\. ok$' "$out" || true)
+	kfail=$(grep -cE '^test .* \.\.\. FAILED$' "$out" || true)
+	passed=$((passed + kpass))
+	failed=$((failed + kfail))
+	if ((kfail > 0)); then
+		sed -n '/^failures:$/,/^test result/p' "$out" | sed 's/^/      | /'
+		mapfile -t -O "${#failures[@]}" failures < <(sed -n "s/^test \(.*\) \.\.\. FAILED$/$label: \1/p" "$out")
+	fi
+	if ! grep -q '^test result:' "$out" || { [ "$status" != 0 ] && ((kfail == 0)); }; then
+		failed=$((failed + 1))
+		failures+=("$label: boot and run (exit $status)")
+		tail -n 60 "$out" | sed 's/^/      | /'
+	fi
+	echo "$label: $kpass passed, $kfail failed, boot+run $((SECONDS - start))s"
+}
+
+run_kernel_tests kernel "" ${filter:+"$filter"}
+if [ -z "$filter" ]; then
+	if "$BUS1_ROOT/scripts/build.sh" --variant nobus1 >"$logs/build-nobus1.log" 2>&1; then
+		run_kernel_tests nobus1 nobus1 --ignored --exact without_config_bus1_open_fails_with_enosys
+	else
+		failed=$((failed + 1))
+		failures+=("kernel without bus1 builds")
+		tail -n 40 "$logs/build-nobus1.log"
+	fi
 fi
-if ! grep -q '^test result:' "$logs/kernel-tests.log" || { [ "$boot_status" != 0 ] && ((kfail == 0)); }; then
-	failed=$((failed + 1))
-	failures+=("boot and run the in-kernel tests (exit $boot_status)")
-	tail -n 60 "$logs/kernel-tests.log" | sed 's/^/      | /'
-fi
-((kpass + kfail > 0)) || [ -z "$filter" ] || echo "no in-kernel test matches '$filter'"
-echo "in-kernel tests: $kpass passed, $kfail failed, boot+run ${ktime}s"
 summary

@@ -388,3 +388,16 @@ fn peer_has_no_read_or_write() {
     assert_eq!(nix::unistd::read(&peer, &mut buf), Err(Errno::EINVAL));
     assert_eq!(nix::unistd::write(&peer, b"x"), Err(Errno::EINVAL));
 }
+
+/// Runs only in the kernel built without bus1 (`configs/nobus1.config`),
+/// where scripts/test.sh runs it with `--ignored`: the syscall numbers are
+/// wired to `sys_ni_syscall` through COND_SYSCALL.
+#[test]
+#[ignore = "needs a kernel built with CONFIG_BUS1=n"]
+fn without_config_bus1_open_fails_with_enosys() {
+    assert_eq!(Peer::open(0).err(), Some(Errno::ENOSYS));
+    assert_eq!(sys::bus1_open(u32::MAX).err(), Some(Errno::ENOSYS));
+    assert!(
+        !std::path::Path::new("/sys/kernel/tracing/events/syscalls/sys_enter_bus1_open").exists()
+    );
+}
