@@ -7,6 +7,20 @@
 #ifndef _IPC_BUS1_BUS1_H
 #define _IPC_BUS1_BUS1_H
 
+#include <linux/compiler_types.h>
+#include <linux/types.h>
+
 long bus1_sys_open(unsigned int flags);
+long bus1_sys_node_create(int peer, void __user *id, unsigned int flags);
+long bus1_sys_handle_transfer(int src_peer, u64 src_id, int dst_peer,
+			      void __user *dst_id, unsigned int flags);
+long bus1_sys_handle_release(int peer, u64 id, unsigned int flags);
+long bus1_sys_nodes_destroy(int peer, const void __user *ids,
+			    unsigned int n_ids, unsigned int flags);
+long bus1_sys_send(int peer, const void __user *destinations,
+		   unsigned int n_destinations, const void __user *message,
+		   size_t size, unsigned int flags);
+long bus1_sys_recv(int peer, void __user *args, size_t size,
+		   unsigned int flags);
 
 #endif /* _IPC_BUS1_BUS1_H */

@@ -22,9 +22,15 @@
 
 use kernel::prelude::*;
 
+mod message;
+mod node;
 mod peer;
 mod peer_file;
+mod queue;
 mod stats;
+mod syscall;
+mod transaction;
+mod user;
 
 module! {
     type: Bus1,
@@ -63,4 +69,110 @@ fn to_syscall_ret(ret: Result<i32>) -> c_long {
 #[export]
 pub unsafe extern "C" fn bus1_sys_open(flags: c_uint) -> c_long {
     to_syscall_ret(peer_file::open(flags))
+}
+
+// The entry points below only convert the C arguments.  User pointers are
+// never dereferenced here; they become addresses for `user.rs`.
+//
+// SAFETY (all): called only by the system call of the same name, in process
+// context; they have no further requirements.
+
+/// Rust side of `bus1_node_create(2)`.
+///
+/// # Safety
+///
+/// See above.
+#[export]
+pub unsafe extern "C" fn bus1_sys_node_create(
+    peer: c_int,
+    id: *mut c_void,
+    flags: c_uint,
+) -> c_long {
+    to_syscall_ret(syscall::node_create(peer, id as u64, flags))
+}
+
+/// Rust side of `bus1_handle_transfer(2)`.
+///
+/// # Safety
+///
+/// See above.
+#[export]
+pub unsafe extern "C" fn bus1_sys_handle_transfer(
+    src_peer: c_int,
+    src_id: u64,
+    dst_peer: c_int,
+    dst_id: *mut c_void,
+    flags: c_uint,
+) -> c_long {
+    to_syscall_ret(syscall::handle_transfer(
+        src_peer,
+        src_id,
+        dst_peer,
+        dst_id as u64,
+        flags,
+    ))
+}
+
+/// Rust side of `bus1_handle_release(2)`.
+///
+/// # Safety
+///
+/// See above.
+#[export]
+pub unsafe extern "C" fn bus1_sys_handle_release(peer: c_int, id: u64, flags: c_uint) -> c_long {
+    to_syscall_ret(syscall::handle_release(peer, id, flags))
+}
+
+/// Rust side of `bus1_nodes_destroy(2)`.
+///
+/// # Safety
+///
+/// See above.
+#[export]
+pub unsafe extern "C" fn bus1_sys_nodes_destroy(
+    peer: c_int,
+    ids: *const c_void,
+    n_ids: c_uint,
+    flags: c_uint,
+) -> c_long {
+    to_syscall_ret(syscall::nodes_destroy(peer, ids as u64, n_ids, flags))
+}
+
+/// Rust side of `bus1_send(2)`.
+///
+/// # Safety
+///
+/// See above.
+#[export]
+pub unsafe extern "C" fn bus1_sys_send(
+    peer: c_int,
+    destinations: *const c_void,
+    n_destinations: c_uint,
+    message: *const c_void,
+    size: usize,
+    flags: c_uint,
+) -> c_long {
+    to_syscall_ret(syscall::send(
+        peer,
+        destinations as u64,
+        n_destinations,
+        message as u64,
+        size,
+        flags,
+    ))
+}
+
+/// Rust side of `bus1_recv(2)`.
+///
+/// # Safety
+///
+/// See above.
+#[export]
+pub unsafe extern "C" fn bus1_sys_recv(
+    peer: c_int,
+    args: *mut c_void,
+    size: usize,
+    flags: c_uint,
+) -> c_long {
+    to_syscall_ret(syscall::recv(peer, args as u64, size, flags))
 }

@@ -6,50 +6,555 @@
 //! `bus1_open(2)` and lives as long as the file that represents it (see
 //! `peer_file.rs`) or any in-kernel reference to it.
 //!
-//! Every peer gets a 64-bit id from a global counter.  The id is never reused
-//! while the system runs, so it identifies one peer unambiguously in
-//! `/proc/<pid>/fdinfo/<fd>` and in traces.
+//! A peer names the nodes it owns and the handles it holds by ids from one
+//! per-peer counter, never reused.  Its `ids` map resolves an id to the node
+//! it names; `by_node` finds the peer's handle to a given node, so that a
+//! peer holds at most one handle per node and repeated acquisitions count up
+//! that handle's references instead.
+//!
+//! Every peer also gets a 64-bit id from a global counter, shown in
+//! `/proc/<pid>/fdinfo/<fd>`.
+//!
+//! Locking: each peer has four locks, always taken in this order, and never
+//! two locks of the same kind at once (not even of two different peers):
+//!
+//! 1. `recv_lock` (mutex): one receiver copying out at a time, so that a
+//!    message is copied out while it stays queued and taken off only when
+//!    that worked (waiting for a message happens without it);
+//! 2. `state` (mutex): the `ids` and `by_node` maps;
+//! 3. `nodes` (mutex): the `NodeState` of each node the peer owns;
+//! 4. `queue` (spinlock): the message queue.  Nothing is allocated or
+//!    dropped under it; queue slots are allocated beforehand.
 
 use kernel::{
+    new_mutex, new_poll_condvar, new_spinlock,
     prelude::*,
+    rbtree::{RBTree, RBTreeNodeReservation},
     sync::{
         atomic::{Atomic, Relaxed},
-        Arc,
+        poll::PollCondVar,
+        Arc, Mutex, SpinLock,
     },
 };
 
-use crate::stats;
+use crate::{
+    message::{Entry, Message},
+    node::{Holder, InflightRef, Node, NodeState},
+    queue::{Queue, Slot, Stamp},
+    stats,
+};
 
 /// Source of peer ids; 64 bits cannot wrap in the life of a system.
 static NEXT_PEER_ID: Atomic<u64> = Atomic::new(1);
 
+/// What an id of a peer names.
+enum Ref {
+    /// A node the peer owns.
+    Node(Arc<Node>),
+    /// A handle to another peer's node, acquired `refs` times.
+    Handle { node: Arc<Node>, refs: u64 },
+}
+
+impl Ref {
+    fn node(&self) -> &Arc<Node> {
+        match self {
+            Self::Node(node) | Self::Handle { node, .. } => node,
+        }
+    }
+}
+
+struct PeerState {
+    next_id: u64,
+    ids: RBTree<u64, Ref>,
+    /// (owner peer id, node id) -> this peer's handle id.
+    by_node: RBTree<(u64, u64), u64>,
+    /// Set when the peer's file is released; nothing is added after.
+    closed: bool,
+}
+
+/// `BUS1_ID_INVALID`: a handle whose node is gone.
+pub(crate) const ID_INVALID: u64 = u64::MAX;
+
 /// A bus1 peer.
+#[pin_data(PinnedDrop)]
 pub(crate) struct Peer {
     id: u64,
+    next_seq: Atomic<u64>,
+    #[pin]
+    recv_lock: Mutex<()>,
+    #[pin]
+    state: Mutex<PeerState>,
+    /// State of the nodes this peer owns, by node id.
+    #[pin]
+    pub(crate) nodes: Mutex<RBTree<u64, NodeState>>,
+    #[pin]
+    queue: SpinLock<Queue>,
+    /// Woken when the queue becomes readable.
+    #[pin]
+    waitq: PollCondVar,
+}
+
+/// What `Peer::recv()` hands to its caller to copy out.
+pub(crate) struct Received<'a> {
+    pub(crate) kind: u64,
+    pub(crate) id: u64,
+    pub(crate) payload: &'a [u8],
+    pub(crate) n_handles: usize,
+}
+
+/// Allocates one queue slot.
+fn new_slot() -> Result<Slot> {
+    Ok(RBTreeNodeReservation::new(GFP_KERNEL)?)
 }
 
 impl Peer {
     /// Allocates a new peer with a fresh id.
     pub(crate) fn new() -> Result<Arc<Self>> {
-        // Counted before the allocation: a failed `Arc::new()` drops the
+        // Counted before the allocation: a failed allocation drops the
         // value, and `drop()` uncounts it.
         stats::PEERS.inc();
-        Ok(Arc::new(
-            Self {
+        Arc::pin_init(
+            try_pin_init!(Self {
                 id: NEXT_PEER_ID.fetch_add(1, Relaxed),
-            },
+                next_seq: Atomic::new(0),
+                recv_lock <- new_mutex!(()),
+                state <- new_mutex!(PeerState {
+                    next_id: 1,
+                    ids: RBTree::new(),
+                    by_node: RBTree::new(),
+                    closed: false,
+                }),
+                nodes <- new_mutex!(RBTree::new()),
+                queue <- new_spinlock!(Queue::new()),
+                waitq <- new_poll_condvar!("bus1_peer"),
+            }? Error),
             GFP_KERNEL,
-        )?)
+        )
     }
 
     /// The peer's system-wide unique id.
     pub(crate) fn id(&self) -> u64 {
         self.id
     }
+
+    /// A transaction number, unique within this peer.
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.next_seq.fetch_add(1, Relaxed)
+    }
+
+    pub(crate) fn waitq(&self) -> &PollCondVar {
+        &self.waitq
+    }
+
+    pub(crate) fn is_readable(&self) -> bool {
+        self.queue.lock().is_readable()
+    }
+
+    /// Takes an id that nobody will ever get again.
+    fn reserve_id(&self) -> Result<u64> {
+        let mut state = self.state.lock();
+        if state.closed {
+            return Err(ESHUTDOWN);
+        }
+        let id = state.next_id;
+        state.next_id += 1;
+        Ok(id)
+    }
+
+    /// The node an id of this peer names (owned or through a handle).
+    pub(crate) fn lookup(&self, id: u64) -> Result<Arc<Node>> {
+        let state = self.state.lock();
+        state.ids.get(&id).map(|r| r.node().clone()).ok_or(ENXIO)
+    }
+
+    /// Creates a node owned by this peer (`bus1_node_create(2)`).
+    pub(crate) fn create_node(self: &Arc<Self>) -> Result<u64> {
+        let id_slot = RBTreeNodeReservation::new(GFP_KERNEL)?;
+        let state_slot = RBTreeNodeReservation::new(GFP_KERNEL)?;
+        let destroy_slot = new_slot()?;
+        // An id burnt by a failure below is never seen by anybody.
+        let id = self.reserve_id()?;
+        let node = Node::new(id, self.clone())?;
+
+        let mut state = self.state.lock();
+        if state.closed {
+            return Err(ESHUTDOWN);
+        }
+        let _ = self
+            .nodes
+            .lock()
+            .insert(state_slot.into_node(id, NodeState::new(destroy_slot)));
+        let _ = state.ids.insert(id_slot.into_node(id, Ref::Node(node)));
+        Ok(id)
+    }
+
+    /// Gives this peer a reference to `node`: its node id if it owns the
+    /// node, else its handle, created or counted up.
+    pub(crate) fn acquire(self: &Arc<Self>, node: &Arc<Node>) -> Result<u64> {
+        if Arc::ptr_eq(&node.owner, self) {
+            return if node.is_destroyed() {
+                Err(EHOSTUNREACH)
+            } else {
+                Ok(node.id)
+            };
+        }
+        let id_slot = RBTreeNodeReservation::new(GFP_KERNEL)?;
+        let key_slot = RBTreeNodeReservation::new(GFP_KERNEL)?;
+        let mut spare = Some(new_slot()?);
+        let holder_slot = new_slot()?;
+
+        let mut state = self.state.lock();
+        if state.closed {
+            return Err(ESHUTDOWN);
+        }
+        if let Some(&id) = state.by_node.get(&node.key()) {
+            if let Some(Ref::Handle { refs, .. }) = state.ids.get_mut(&id) {
+                *refs += 1;
+                return Ok(id);
+            }
+        }
+        let id = state.next_id;
+        {
+            let mut nodes = node.owner.nodes.lock();
+            let node_state = nodes.get_mut(&node.id).ok_or(EHOSTUNREACH)?;
+            node_state.holders.push(
+                Holder {
+                    peer: self.clone(),
+                    id,
+                    slot: Some(holder_slot),
+                    staged: None,
+                },
+                GFP_KERNEL,
+            )?;
+            node_state.get_ref(&mut spare);
+        }
+        state.next_id += 1;
+        let _ = state.ids.insert(id_slot.into_node(
+            id,
+            Ref::Handle {
+                node: node.clone(),
+                refs: 1,
+            },
+        ));
+        let _ = state.by_node.insert(key_slot.into_node(node.key(), id));
+        Ok(id)
+    }
+
+    /// Drops one reference of the handle `id` (`bus1_handle_release(2)`).
+    pub(crate) fn release(&self, id: u64) -> Result {
+        let mut state = self.state.lock();
+        match state.ids.get_mut(&id) {
+            None => return Err(ENXIO),
+            Some(Ref::Node(_)) => return Err(EPERM),
+            Some(Ref::Handle { refs, .. }) if *refs > 1 => {
+                *refs -= 1;
+                return Ok(());
+            }
+            Some(Ref::Handle { .. }) => {}
+        }
+        let Some(removed) = state.ids.remove(&id) else {
+            return Err(ENXIO);
+        };
+        let node = removed.node().clone();
+        let _ = state.by_node.remove(&node.key());
+        let (holder, slot) = self.drop_holder(&node, id);
+        drop(state);
+        if let Some(slot) = slot {
+            node.owner
+                .deliver_notification(Entry::NodeRelease { id: node.id }, slot);
+        }
+        drop(holder);
+        drop(removed);
+        Ok(())
+    }
+
+    /// Removes this peer's handle `id` from `node`'s holders; returns the
+    /// holder entry and, if it was the last reference, the release slot.
+    fn drop_holder(&self, node: &Node, id: u64) -> (Option<Holder>, Option<Slot>) {
+        let mut nodes = node.owner.nodes.lock();
+        let Some(node_state) = nodes.get_mut(&node.id) else {
+            // Destroyed: the holders are gone already, nobody is told.
+            return (None, None);
+        };
+        let holder = node_state
+            .holders
+            .iter()
+            .position(|h| h.id == id && core::ptr::eq(&*h.peer, self))
+            .and_then(|i| node_state.holders.remove(i).ok());
+        (holder, node_state.put_ref())
+    }
+
+    /// Queues a notification on this peer; a closed peer drops it.
+    pub(crate) fn deliver_notification(&self, entry: Entry, slot: Slot) {
+        let seq = self.next_seq();
+        let rejected = {
+            let mut queue = self.queue.lock();
+            match queue.push(self.id, seq, entry, slot) {
+                Ok(readable) => {
+                    if readable {
+                        self.waitq.notify_all();
+                    }
+                    None
+                }
+                Err(rejected) => Some(rejected),
+            }
+        };
+        drop(rejected);
+    }
+
+    /// Sends a message to the node `dst` names (`bus1_send(2)`).
+    pub(crate) fn send(&self, dst: u64, payload: KVVec<u8>, handle_ids: &[u64]) -> Result {
+        let node = self.lookup(dst)?;
+        if node.is_destroyed() {
+            return Err(EHOSTUNREACH);
+        }
+        // Everything that can fail is done before the first reference is
+        // taken, so that a failed send changes no reference count.
+        let mut nodes = KVec::with_capacity(handle_ids.len(), GFP_KERNEL)?;
+        let mut spares = KVec::with_capacity(handle_ids.len(), GFP_KERNEL)?;
+        for &id in handle_ids {
+            nodes.push(self.lookup(id)?, GFP_KERNEL)?;
+            spares.push(Some(new_slot()?), GFP_KERNEL)?;
+        }
+        let mut handles = KVec::with_capacity(handle_ids.len(), GFP_KERNEL)?;
+        let slot = new_slot()?;
+        for (node, spare) in nodes.iter().zip(spares.iter_mut()) {
+            handles.push(node.get_inflight(spare), GFP_KERNEL)?;
+        }
+        let message = Message::new(payload, handles)?;
+
+        let owner = &node.owner;
+        let seq = self.next_seq();
+        let rejected = {
+            let mut queue = owner.queue.lock();
+            let entry = Entry::Data {
+                id: node.id,
+                message,
+            };
+            if node.is_destroyed() {
+                Some((entry, slot))
+            } else {
+                match queue.push(self.id, seq, entry, slot) {
+                    Ok(readable) => {
+                        if readable {
+                            owner.waitq.notify_all();
+                        }
+                        None
+                    }
+                    Err(rejected) => Some(rejected),
+                }
+            }
+        };
+        // A destination destroyed under our feet: the message and its
+        // in-flight references are dropped here, outside the queue lock.
+        match rejected {
+            Some(rejected) => {
+                drop(rejected);
+                Err(EHOSTUNREACH)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Receives the next message (`bus1_recv(2)`): waits unless
+    /// `nonblock`, lets `copy_out` copy it to user space while it stays
+    /// queued, and dequeues it only if that worked.
+    ///
+    /// `copy_out` gets the message and the receiver's ids of the handles it
+    /// carries (already acquired; given back if `copy_out` fails).
+    pub(crate) fn recv(
+        self: &Arc<Self>,
+        nonblock: bool,
+        copy_out: impl FnOnce(&Received<'_>, &[u64]) -> Result,
+    ) -> Result {
+        // Wait without holding `recv_lock`, so that every waiter can be
+        // interrupted; then take the first entry under it.
+        let (_receiver, kind, id, message) = loop {
+            {
+                let mut queue = self.queue.lock();
+                while !queue.is_readable() {
+                    if nonblock {
+                        return Err(EAGAIN);
+                    }
+                    if self.waitq.wait_interruptible(&mut queue) {
+                        return Err(ERESTARTSYS);
+                    }
+                }
+            }
+            let receiver = self.recv_lock.lock();
+            let first = self.queue.lock().peek().map(|entry| {
+                let message = match entry {
+                    Entry::Data { message, .. } => Some(message.clone()),
+                    _ => None,
+                };
+                (entry.kind(), entry.id(), message)
+            });
+            // Another receiver may have taken it in between.
+            if let Some((kind, id, message)) = first {
+                break (receiver, kind, id, message);
+            }
+        };
+
+        let empty = [];
+        let (payload, inflight) = match &message {
+            Some(m) => (&m.payload[..], &m.handles[..]),
+            None => (&empty[..], &[][..]),
+        };
+        let received = Received {
+            kind,
+            id,
+            payload,
+            n_handles: inflight.len(),
+        };
+        let mut ids = KVec::with_capacity(inflight.len(), GFP_KERNEL)?;
+        let result = self
+            .acquire_all(inflight, &mut ids)
+            .and_then(|()| copy_out(&received, &ids));
+        if let Err(e) = result {
+            // Give back what was acquired; the message stays queued.
+            for &id in ids.iter().filter(|&&id| id != ID_INVALID) {
+                let _ = self.release_acquired(id);
+            }
+            return Err(e);
+        }
+
+        let taken = self.queue.lock().pop();
+        drop(taken);
+        drop(message);
+        Ok(())
+    }
+
+    /// Turns in-flight references into handles of this peer.
+    fn acquire_all(
+        self: &Arc<Self>,
+        inflight: &[Option<InflightRef>],
+        ids: &mut KVec<u64>,
+    ) -> Result {
+        for r in inflight {
+            let id = match r {
+                Some(r) => match self.acquire(r.node()) {
+                    Ok(id) => id,
+                    Err(e) if e == EHOSTUNREACH => ID_INVALID,
+                    Err(e) => return Err(e),
+                },
+                None => ID_INVALID,
+            };
+            ids.push(id, GFP_KERNEL)?;
+        }
+        Ok(())
+    }
+
+    /// Undoes one `acquire()`; owned node ids need no undoing.
+    fn release_acquired(&self, id: u64) -> Result {
+        match self.release(id) {
+            Err(e) if e == EPERM => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Destroys the nodes `ids` names, owned by this peer, in one
+    /// transaction (`bus1_nodes_destroy(2)`).  `ids` has no duplicates.
+    pub(crate) fn destroy(&self, ids: &[u64]) -> Result {
+        let mut state = self.state.lock();
+        for id in ids {
+            match state.ids.get(id) {
+                None => return Err(ENXIO),
+                Some(Ref::Handle { .. }) => return Err(EPERM),
+                Some(Ref::Node(_)) => {}
+            }
+        }
+        let mut victims = KVec::with_capacity(ids.len(), GFP_KERNEL)?;
+        for id in ids {
+            if let Some(r) = state.ids.get(id) {
+                // Cannot fail: the capacity is there.
+                victims.push(r.node().clone(), GFP_KERNEL)?;
+            }
+        }
+        for id in ids {
+            // Not the last reference: `victims` holds the node.
+            drop(state.ids.remove(id));
+        }
+        crate::transaction::destroy_nodes(self, |f| victims.iter().for_each(&mut *f));
+        drop(state);
+        drop(victims);
+        Ok(())
+    }
+
+    /// Releases everything of a peer whose file is closed: its queue, its
+    /// nodes (destroyed, with notifications) and its handles (released,
+    /// with notifications).
+    pub(crate) fn disconnect(&self) {
+        let queued = self.queue.lock().close();
+        let (ids, by_node) = {
+            let mut state = self.state.lock();
+            state.closed = true;
+            (
+                core::mem::replace(&mut state.ids, RBTree::new()),
+                core::mem::replace(&mut state.by_node, RBTree::new()),
+            )
+        };
+        crate::transaction::destroy_nodes(self, |f| {
+            for r in ids.values() {
+                if let Ref::Node(node) = r {
+                    f(node);
+                }
+            }
+        });
+        for (&id, r) in ids.iter() {
+            if let Ref::Handle { node, .. } = r {
+                let (holder, slot) = self.drop_holder(node, id);
+                if let Some(slot) = slot {
+                    node.owner
+                        .deliver_notification(Entry::NodeRelease { id: node.id }, slot);
+                }
+                drop(holder);
+            }
+        }
+        drop(by_node);
+        drop(ids);
+        // Unreceived messages give back their in-flight references.
+        drop(queued);
+    }
+
+    /// Step 1 of a transaction: stages `entry` in this peer's queue.  With
+    /// `destroying`, marks that node destroyed in the same critical section.
+    /// Returns `None` if the peer is gone (the entry is dropped).
+    pub(crate) fn stage(
+        &self,
+        sender: u64,
+        seq: u64,
+        part: u64,
+        entry: Entry,
+        slot: Slot,
+        destroying: Option<&Node>,
+    ) -> Option<Stamp> {
+        let result = {
+            let mut queue = self.queue.lock();
+            if let Some(node) = destroying {
+                node.mark_destroyed();
+            }
+            queue.stage(sender, seq, part, entry, slot)
+        };
+        result.ok()
+    }
+
+    /// Step 3 of a transaction.
+    pub(crate) fn raise_clock(&self, time: u64) {
+        self.queue.lock().raise_clock(time);
+    }
+
+    /// Step 4 of a transaction.
+    pub(crate) fn commit(&self, staged: Stamp, time: u64) {
+        let readable = self.queue.lock().commit(staged, time);
+        if readable {
+            self.waitq.notify_all();
+        }
+    }
 }
 
-impl Drop for Peer {
-    fn drop(&mut self) {
+#[pinned_drop]
+impl PinnedDrop for Peer {
+    fn drop(self: Pin<&mut Self>) {
         stats::PEERS.dec();
     }
 }

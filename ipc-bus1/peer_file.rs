@@ -12,9 +12,10 @@
 
 use kernel::{
     bindings,
+    fs::{File, LocalFile},
     prelude::*,
     seq_file::{seq_print, SeqFile},
-    sync::Arc,
+    sync::{poll::PollTable, Arc},
     types::ForeignOwnable,
     uapi,
 };
@@ -30,6 +31,7 @@ unsafe impl Sync for FileOperations {}
 
 static PEER_FOPS: FileOperations = FileOperations(bindings::file_operations {
     release: Some(release),
+    poll: Some(poll),
     show_fdinfo: Some(show_fdinfo),
     // SAFETY: All-zero is a valid `file_operations`: every member is an
     // optional function pointer, a null module pointer or a flag word.
@@ -73,6 +75,24 @@ pub(crate) fn open(flags: u32) -> Result<i32> {
     Ok(fd)
 }
 
+/// The peer behind a file descriptor of the caller, and whether the file is
+/// in non-blocking mode.
+///
+/// `EBADF` for a descriptor that is not open or not a bus1 peer.
+pub(crate) fn peer_from_fd(fd: i32) -> Result<(Arc<Peer>, bool)> {
+    let fd = u32::try_from(fd).map_err(|_| EBADF)?;
+    let file = LocalFile::fget(fd)?;
+    let raw = file.as_ptr();
+    // SAFETY: `file` holds a reference, so `raw` is a valid file.
+    if !core::ptr::eq(unsafe { (*raw).f_op }, &PEER_FOPS.0) {
+        return Err(EBADF);
+    }
+    // SAFETY: A file with `PEER_FOPS` has a peer in `private_data`, alive as
+    // long as the file, which `file` keeps open during this borrow.
+    let peer: Arc<Peer> = unsafe { Arc::<Peer>::borrow((*raw).private_data) }.into();
+    Ok((peer, file.flags() & bindings::O_NONBLOCK != 0))
+}
+
 /// Called on the last `fput()` of a peer file.
 ///
 /// # Safety
@@ -82,8 +102,34 @@ unsafe extern "C" fn release(_inode: *mut bindings::inode, file: *mut bindings::
     // SAFETY: The caller guarantees `file` is valid; its `private_data` was
     // set from `Arc::into_foreign()` in `open()` and is given back once, here.
     let peer = unsafe { Arc::<Peer>::from_foreign((*file).private_data) };
+    peer.disconnect();
     drop(peer);
     0
+}
+
+/// Readable exactly when `bus1_recv(2)` would not block.
+///
+/// # Safety
+///
+/// `file` is a valid peer file and `wait` a valid (or null) poll table, both
+/// for the duration of the call.
+unsafe extern "C" fn poll(
+    file: *mut bindings::file,
+    wait: *mut bindings::poll_table_struct,
+) -> bindings::__poll_t {
+    // SAFETY: The VFS holds a reference to `file` during the call, so the
+    // peer in its `private_data` is alive.
+    let peer = unsafe { Arc::<Peer>::borrow((*file).private_data) };
+    // SAFETY: As above, `file` is valid for the call.
+    let file = unsafe { File::from_raw_file(file) };
+    // SAFETY: The caller passes a valid or null poll table.
+    let table = unsafe { PollTable::from_raw(wait) };
+    table.register_wait(file, peer.waitq());
+    if peer.is_readable() {
+        bindings::POLLIN | bindings::POLLRDNORM
+    } else {
+        0
+    }
 }
 
 /// Prints the peer's state into `/proc/<pid>/fdinfo/<fd>`.

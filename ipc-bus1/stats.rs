@@ -40,13 +40,19 @@ impl ObjectCount {
 
 /// Live `Peer` objects.
 pub(crate) static PEERS: ObjectCount = ObjectCount::new();
+/// Live `Node` objects.
+pub(crate) static NODES: ObjectCount = ObjectCount::new();
+/// Live `Message` objects (queued, or being received).
+pub(crate) static MESSAGES: ObjectCount = ObjectCount::new();
 
 /// The contents of the `objects` debugfs file.
 struct Objects;
 
 impl fmt::Debug for Objects {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "peers {}", PEERS.get())
+        writeln!(f, "peers {}", PEERS.get())?;
+        writeln!(f, "nodes {}", NODES.get())?;
+        write!(f, "messages {}", MESSAGES.get())
     }
 }
 

@@ -8,10 +8,51 @@
  */
 
 #include <linux/syscalls.h>
+#include <uapi/linux/bus1.h>
 
 #include "bus1.h"
 
 SYSCALL_DEFINE1(bus1_open, unsigned int, flags)
 {
 	return bus1_sys_open(flags);
+}
+
+SYSCALL_DEFINE3(bus1_node_create, int, peer, __u64 __user *, id,
+		unsigned int, flags)
+{
+	return bus1_sys_node_create(peer, id, flags);
+}
+
+SYSCALL_DEFINE5(bus1_handle_transfer, int, src_peer, __u64, src_id,
+		int, dst_peer, __u64 __user *, dst_id, unsigned int, flags)
+{
+	return bus1_sys_handle_transfer(src_peer, src_id, dst_peer, dst_id,
+					flags);
+}
+
+SYSCALL_DEFINE3(bus1_handle_release, int, peer, __u64, id,
+		unsigned int, flags)
+{
+	return bus1_sys_handle_release(peer, id, flags);
+}
+
+SYSCALL_DEFINE4(bus1_nodes_destroy, int, peer, const __u64 __user *, ids,
+		unsigned int, n_ids, unsigned int, flags)
+{
+	return bus1_sys_nodes_destroy(peer, ids, n_ids, flags);
+}
+
+SYSCALL_DEFINE6(bus1_send, int, peer, const __u64 __user *, destinations,
+		unsigned int, n_destinations,
+		const struct bus1_message __user *, message, size_t, size,
+		unsigned int, flags)
+{
+	return bus1_sys_send(peer, destinations, n_destinations, message, size,
+			     flags);
+}
+
+SYSCALL_DEFINE4(bus1_recv, int, peer, struct bus1_recv __user *, args,
+		size_t, size, unsigned int, flags)
+{
+	return bus1_sys_recv(peer, args, size, flags);
 }

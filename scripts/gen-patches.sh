@@ -15,7 +15,10 @@ series=$BUS1_ROOT/scripts/series
 kedit=$BUS1_ROOT/scripts/kedit.py
 
 # Syscall numbers are ABI: fixed here, checked to be free in the base.
+# NR_BUS1_OPEN is the first; the others follow in this order.
 NR_BUS1_OPEN=473
+SYSCALLS=(bus1_open bus1_node_create bus1_handle_transfer bus1_handle_release
+	bus1_nodes_destroy bus1_send bus1_recv)
 
 "$BUS1_ROOT/scripts/fetch-kernel.sh"
 
@@ -39,6 +42,17 @@ commit() {
 	git -c core.hooksPath=/dev/null commit -q -s -F "$series/$msg"
 }
 
+# A syscall table line: the entry point starts at column $3 when the name
+# leaves room, else one tab after it, as in the existing tables.
+table_entry() {
+	local col=$((16 + ${#2})) tabs=""
+	while ((col < $3)); do
+		tabs+=$'\t'
+		col=$(((col / 8 + 1) * 8))
+	done
+	printf '%s\tcommon\t%s%s' "$1" "$2" "${tabs:-$'\t'}sys_$2"
+}
+
 syscall_free() {
 	! grep -qE "^$1[[:space:]]" "$2" || die "syscall number $1 is taken in $2"
 }
@@ -50,9 +64,13 @@ cp "$BUS1_ROOT/uapi/bus1.h" include/uapi/linux/bus1.h
 python3 "$kedit" init/Kconfig before '^config WATCH_QUEUE$' 'source "ipc/bus1/Kconfig"
 '
 python3 "$kedit" ipc/Makefile after '^obj-' 'obj-$(CONFIG_BUS1) += bus1/'
+python3 "$kedit" include/linux/syscalls.h before '^struct iattr;$' \
+	'struct bus1_message;
+struct bus1_recv;'
 python3 "$kedit" include/linux/syscalls.h before '^asmlinkage long sys_msgget\(' \
-	'asmlinkage long sys_bus1_open(unsigned int flags);'
-python3 "$kedit" kernel/sys_ni.c before '^COND_SYSCALL\(msgget\);' 'COND_SYSCALL(bus1_open);'
+	"$(cat "$series/syscalls.h.txt")"
+python3 "$kedit" kernel/sys_ni.c before '^COND_SYSCALL\(msgget\);' \
+	"$(printf 'COND_SYSCALL(%s);\n' "${SYSCALLS[@]}" | head -c -1)"
 python3 "$kedit" rust/bindings/bindings_helper.h before '^#include <linux/auxiliary_bus.h>' \
 	'#include <linux/anon_inodes.h>'
 python3 "$kedit" rust/bindings/bindings_helper.h before '^#if IS_ENABLED\(CONFIG_ANDROID_BINDER_IPC_RUST\)' \
@@ -68,20 +86,24 @@ commit 0001-subsystem.txt ipc/bus1 include/uapi/linux/bus1.h init/Kconfig ipc/Ma
 	rust/uapi/uapi_helper.h MAINTAINERS
 
 # --- 2: syscall numbers ---------------------------------------------------------
-syscall_free $NR_BUS1_OPEN arch/x86/entry/syscalls/syscall_64.tbl
-syscall_free $NR_BUS1_OPEN scripts/syscall.tbl
+nr=$NR_BUS1_OPEN
+x86_lines=() generic_lines=() unistd="/* ipc/bus1/syscalls.c */"
+for name in "${SYSCALLS[@]}"; do
+	syscall_free $nr arch/x86/entry/syscalls/syscall_64.tbl
+	syscall_free $nr scripts/syscall.tbl
+	x86_lines+=("$(table_entry $nr "$name" 40)")
+	generic_lines+=("$(table_entry $nr "$name" 48)")
+	unistd+=$'\n'"#define __NR_$name $nr"$'\n'"__SYSCALL(__NR_$name, sys_$name)"
+	nr=$((nr + 1))
+done
 prev=$((NR_BUS1_OPEN - 1))
 python3 "$kedit" arch/x86/entry/syscalls/syscall_64.tbl after "^$prev\\s+common" \
-	"$NR_BUS1_OPEN	common	bus1_open		sys_bus1_open"
+	"$(printf '%s\n' "${x86_lines[@]}" | head -c -1)"
 python3 "$kedit" scripts/syscall.tbl after "^$prev\\s+common" \
-	"$NR_BUS1_OPEN	common	bus1_open			sys_bus1_open"
-python3 "$kedit" include/uapi/asm-generic/unistd.h before '^#undef __NR_syscalls' \
-	"/* ipc/bus1/syscalls.c */
-#define __NR_bus1_open $NR_BUS1_OPEN
-__SYSCALL(__NR_bus1_open, sys_bus1_open)
-"
+	"$(printf '%s\n' "${generic_lines[@]}" | head -c -1)"
+python3 "$kedit" include/uapi/asm-generic/unistd.h before '^#undef __NR_syscalls' "$unistd"$'\n'
 python3 "$kedit" include/uapi/asm-generic/unistd.h sub \
-	'^#define __NR_syscalls [0-9]+' "#define __NR_syscalls $((NR_BUS1_OPEN + 1))"
+	'^#define __NR_syscalls [0-9]+' "#define __NR_syscalls $nr"
 commit 0002-syscall-numbers.txt arch/x86/entry/syscalls/syscall_64.tbl scripts/syscall.tbl \
 	include/uapi/asm-generic/unistd.h
 

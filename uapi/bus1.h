@@ -48,4 +48,146 @@
 #define BUS1_OPEN_CLOEXEC	(1U << 0)
 #define BUS1_OPEN_NONBLOCK	(1U << 1)
 
+/**
+ * DOC: ids
+ *
+ * A peer names the nodes it owns and the handles it holds by 64-bit ids.
+ * Ids are assigned by the kernel, unique within the peer, and never reused
+ * in the life of the peer.  An owner names its node by the node's id; every
+ * other peer refers to the node through a handle id of its own.
+ *
+ * BUS1_ID_INVALID stands in for a handle whose node was destroyed before a
+ * message carrying it was received.
+ */
+#define BUS1_ID_INVALID		0xffffffffffffffffULL
+
+/**
+ * DOC: limits
+ *
+ * BUS1_NODES_DESTROY_MAX:	ids in one bus1_nodes_destroy() call.
+ * BUS1_DESTINATIONS_MAX:	destinations of one bus1_send() call.
+ * BUS1_VECS_MAX:		vectors in one struct bus1_message or bus1_recv.
+ * BUS1_HANDLES_MAX:		handles carried by one message.
+ * BUS1_PAYLOAD_MAX:		payload bytes of one message.
+ */
+#define BUS1_NODES_DESTROY_MAX	1024
+#define BUS1_DESTINATIONS_MAX	1
+#define BUS1_VECS_MAX		1024
+#define BUS1_HANDLES_MAX	256
+#define BUS1_PAYLOAD_MAX	(1U << 22)
+
+/**
+ * DOC: message types
+ *
+ * BUS1_MSG_DATA:		a message sent with bus1_send().
+ * BUS1_MSG_NODE_DESTROY:	the node behind the id was destroyed; sent to
+ *				the owner and to every holder of a handle.
+ * BUS1_MSG_NODE_RELEASE:	the last handle to the owner's node was
+ *				released.
+ */
+#define BUS1_MSG_DATA		1
+#define BUS1_MSG_NODE_DESTROY	2
+#define BUS1_MSG_NODE_RELEASE	3
+
+/**
+ * struct bus1_vec - one piece of a payload
+ * @base:	address of the bytes
+ * @len:	number of bytes
+ *
+ * Like struct iovec, but with the same layout for 32-bit and 64-bit callers.
+ */
+struct bus1_vec {
+	__u64 base;
+	__u64 len;
+};
+
+/**
+ * DOC: node and handle system calls
+ *
+ * int bus1_node_create(int peer, __u64 *id, unsigned int flags);
+ *	Creates a node owned by @peer and stores its id in *@id.
+ *
+ * int bus1_handle_transfer(int src_peer, __u64 src_id, int dst_peer,
+ *			    __u64 *dst_id, unsigned int flags);
+ *	Gives the peer @dst_peer (-1: @src_peer itself) a handle to the node
+ *	that @src_id names in @src_peer, and stores its id in *@dst_id.  A
+ *	peer holds at most one handle per node: acquiring it again counts up
+ *	that handle's references.  The owner of the node gets the node's id.
+ *
+ * int bus1_handle_release(int peer, __u64 id, unsigned int flags);
+ *	Drops one reference of the handle @id.  When the last handle to a node
+ *	(and the last message carrying one) is gone, the owner gets a
+ *	BUS1_MSG_NODE_RELEASE.
+ *
+ * int bus1_nodes_destroy(int peer, const __u64 *ids, unsigned int n_ids,
+ *			  unsigned int flags);
+ *	Destroys the nodes @ids of @peer in one transaction.  The owner and
+ *	every handle holder get a BUS1_MSG_NODE_DESTROY on their id; messages
+ *	committed before are received before it, and nothing sent to the node
+ *	is accepted after it.
+ *
+ * No flags are defined for these calls yet.  Errors: EBADF (not a bus1
+ * peer), ENXIO (unknown id), EPERM (releasing an owned node, or destroying
+ * a handle), EHOSTUNREACH (the node is destroyed), ENOTUNIQ (an id twice
+ * in one call), EFAULT, EINVAL, ENOMEM.
+ */
+
+/**
+ * struct bus1_message - what bus1_send() sends
+ * @vecs:	address of an array of struct bus1_vec, the payload
+ * @n_vecs:	number of entries in @vecs, at most BUS1_VECS_MAX
+ * @handles:	address of an array of __u64 ids (handles or owned nodes)
+ *		of the sender; the receiver gets a handle to each node
+ * @n_handles:	number of entries in @handles, at most BUS1_HANDLES_MAX
+ *
+ * int bus1_send(int peer, const __u64 *destinations,
+ *		 unsigned int n_destinations,
+ *		 const struct bus1_message *message, size_t size,
+ *		 unsigned int flags);
+ *
+ * Sends one message through each handle (or owned node) in @destinations.
+ * No flags are defined yet.
+ */
+struct bus1_message {
+	__u64 vecs;
+	__u64 n_vecs;
+	__u64 handles;
+	__u64 n_handles;
+};
+
+#define BUS1_MESSAGE_SIZE_VER0	32
+
+/**
+ * struct bus1_recv - what bus1_recv() receives into
+ * @vecs:	in: address of an array of struct bus1_vec for the payload
+ * @n_vecs:	in: number of entries in @vecs, at most BUS1_VECS_MAX
+ * @handles:	in: address of an array of __u64 for the received handle ids
+ * @n_handles:	in: capacity of @handles; out: handles in the message
+ * @n_bytes:	out: payload size of the message
+ * @type:	out: BUS1_MSG_*
+ * @id:		out: the receiver's id the message arrived on (its node for
+ *		BUS1_MSG_DATA and BUS1_MSG_NODE_RELEASE; its handle or node for
+ *		BUS1_MSG_NODE_DESTROY)
+ * @flags:	out: none defined yet, always 0
+ *
+ * int bus1_recv(int peer, struct bus1_recv *args, size_t size,
+ *		 unsigned int flags);
+ *
+ * Dequeues the next message.  When the payload or the handles do not fit,
+ * fails with EMSGSIZE, reports the sizes needed in @n_bytes and
+ * @n_handles, and leaves the message queued.  No flags are defined yet.
+ */
+struct bus1_recv {
+	__u64 vecs;
+	__u64 n_vecs;
+	__u64 handles;
+	__u64 n_handles;
+	__u64 n_bytes;
+	__u64 type;
+	__u64 id;
+	__u64 flags;
+};
+
+#define BUS1_RECV_SIZE_VER0	64
+
 #endif /* _UAPI_LINUX_BUS1_H */

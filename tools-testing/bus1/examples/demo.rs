@@ -45,7 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     mount_if_needed("tracefs", TRACEFS);
     mount_if_needed("debugfs", DEBUGFS);
     println!("bus1 demo (pid {})", std::process::id());
-    println!("live objects before: {}", live_peers());
+    println!("live objects before: {}", live_peers().replace('\n', ", "));
 
     let _ = fs::write(format!("{TRACEFS}/trace"), "");
     set_tracing(true);
@@ -63,7 +63,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     println!("bus1_open(0x80) -> {bad:?} (unknown flag)");
-    println!("live objects with a and b open: {}", live_peers());
+    println!(
+        "live objects with a and b open: {}",
+        live_peers().replace('\n', ", ")
+    );
 
     println!("syscall tracepoint hits:");
     let trace = fs::read_to_string(format!("{TRACEFS}/trace")).unwrap_or_default();
@@ -71,8 +74,48 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("  {}", line.trim());
     }
 
+    // Capabilities: b can talk to a only once a gives it a handle.
+    let node = a.create_node()?;
+    println!("a created node {node}");
+    println!(
+        "b sends to id {node} without a handle: {:?}",
+        b.send(node, &[b"hi"], &[]).unwrap_err()
+    );
+    let handle = a.transfer(node, Some(&b))?;
+    println!("a gave b a handle: b's id {handle}");
+    b.send(handle, &[b"hello ", b"from b"], &[])?;
+    let mut buf = [0u8; 64];
+    let r = a.recv(&mut buf, &mut []).map_err(|(e, _)| e)?;
+    println!(
+        "a received type {} on node {}: {:?}",
+        r.kind,
+        r.id,
+        String::from_utf8_lossy(&buf[..r.n_bytes])
+    );
+
+    // Notifications: releasing the last handle tells the owner, destroying
+    // a node tells everybody.
+    b.release(handle)?;
+    let r = a.recv(&mut buf, &mut []).map_err(|(e, _)| e)?;
+    println!("a received type {} (NODE_RELEASE) on node {}", r.kind, r.id);
+    let handle = a.transfer(node, Some(&b))?;
+    a.destroy(&[node])?;
+    let r = b.recv(&mut buf, &mut []).map_err(|(e, _)| e)?;
+    println!(
+        "b received type {} (NODE_DESTROY) on its handle {}",
+        r.kind, r.id
+    );
+    println!(
+        "b sends to the destroyed node: {:?}",
+        b.send(handle, &[b"x"], &[]).unwrap_err()
+    );
+    println!("live objects: {}", live_peers().replace('\n', ", "));
+
     drop(a);
     drop(b);
-    println!("live objects after close: {}", live_peers());
+    println!(
+        "live objects after close: {}",
+        live_peers().replace('\n', ", ")
+    );
     Ok(())
 }

@@ -29,10 +29,72 @@ pub mod sys {
     ))]
     pub mod nr {
         pub const BUS1_OPEN: usize = 473;
+        pub const BUS1_NODE_CREATE: usize = 474;
+        pub const BUS1_HANDLE_TRANSFER: usize = 475;
+        pub const BUS1_HANDLE_RELEASE: usize = 476;
+        pub const BUS1_NODES_DESTROY: usize = 477;
+        pub const BUS1_SEND: usize = 478;
+        pub const BUS1_RECV: usize = 479;
+    }
+
+    pub const BUS1_ID_INVALID: u64 = u64::MAX;
+    pub const BUS1_NODES_DESTROY_MAX: u32 = 1024;
+    pub const BUS1_DESTINATIONS_MAX: u32 = 1;
+    pub const BUS1_VECS_MAX: u32 = 1024;
+    pub const BUS1_HANDLES_MAX: u32 = 256;
+    pub const BUS1_PAYLOAD_MAX: u32 = 1 << 22;
+    pub const BUS1_MSG_DATA: u64 = 1;
+    pub const BUS1_MSG_NODE_DESTROY: u64 = 2;
+    pub const BUS1_MSG_NODE_RELEASE: u64 = 3;
+    pub const BUS1_MESSAGE_SIZE_VER0: usize = 32;
+    pub const BUS1_RECV_SIZE_VER0: usize = 64;
+
+    /// `struct bus1_vec`.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default)]
+    pub struct Bus1Vec {
+        pub base: u64,
+        pub len: u64,
+    }
+
+    /// `struct bus1_message`.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default)]
+    pub struct Bus1Message {
+        pub vecs: u64,
+        pub n_vecs: u64,
+        pub handles: u64,
+        pub n_handles: u64,
+    }
+
+    /// `struct bus1_recv`.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default)]
+    pub struct Bus1Recv {
+        pub vecs: u64,
+        pub n_vecs: u64,
+        pub handles: u64,
+        pub n_handles: u64,
+        pub n_bytes: u64,
+        pub r#type: u64,
+        pub id: u64,
+        pub flags: u64,
     }
 
     fn ret(value: usize) -> Result<usize, Errno> {
         syscalls::Errno::from_ret(value).map_err(|e| Errno::from_raw(e.into_raw()))
+    }
+
+    /// A raw system call with up to six arguments.
+    ///
+    /// # Safety
+    ///
+    /// Pointer arguments must be valid for what the call does with them.
+    pub unsafe fn call(nr: usize, args: [usize; 6]) -> Result<usize, Errno> {
+        // SAFETY: passed on from the caller.
+        ret(unsafe {
+            syscalls::raw::syscall6(nr, args[0], args[1], args[2], args[3], args[4], args[5])
+        })
     }
 
     /// `int bus1_open(unsigned int flags)`.
@@ -43,6 +105,19 @@ pub mod sys {
         let fd = ret(unsafe { syscalls::raw::syscall1(nr::BUS1_OPEN, flags as usize) })?;
         Ok(fd as i32)
     }
+}
+
+/// A received message (what `bus1_recv()` reported).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Received {
+    /// `BUS1_MSG_*`.
+    pub kind: u64,
+    /// The receiver's id the message arrived on.
+    pub id: u64,
+    /// Payload bytes (written to the buffer).
+    pub n_bytes: usize,
+    /// Handles (written to the handle array).
+    pub n_handles: usize,
 }
 
 /// Flags for [`Peer::open`].
@@ -70,6 +145,163 @@ impl Peer {
         fdinfo_field(self.fd.as_fd(), "bus1-peer-id")?
             .parse()
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
+
+    fn fd(&self) -> usize {
+        self.fd.as_raw_fd() as usize
+    }
+
+    /// `bus1_node_create()`: a new node owned by this peer.
+    pub fn create_node(&self) -> Result<u64, Errno> {
+        let mut id = 0u64;
+        // SAFETY: `id` is a valid u64 to write to.
+        unsafe {
+            sys::call(
+                sys::nr::BUS1_NODE_CREATE,
+                [self.fd(), &mut id as *mut u64 as usize, 0, 0, 0, 0],
+            )
+        }?;
+        Ok(id)
+    }
+
+    /// `bus1_handle_transfer()`: gives `dst` (this peer for `None`) a
+    /// handle to the node `id` names here; returns `dst`'s id for it.
+    pub fn transfer(&self, id: u64, dst: Option<&Peer>) -> Result<u64, Errno> {
+        let dst_fd = dst.map_or(-1isize as usize, |p| p.fd());
+        let mut dst_id = 0u64;
+        // SAFETY: `dst_id` is a valid u64 to write to.
+        unsafe {
+            sys::call(
+                sys::nr::BUS1_HANDLE_TRANSFER,
+                [
+                    self.fd(),
+                    id as usize,
+                    dst_fd,
+                    &mut dst_id as *mut u64 as usize,
+                    0,
+                    0,
+                ],
+            )
+        }?;
+        Ok(dst_id)
+    }
+
+    /// `bus1_handle_release()`.
+    pub fn release(&self, id: u64) -> Result<(), Errno> {
+        // SAFETY: no pointers.
+        unsafe {
+            sys::call(
+                sys::nr::BUS1_HANDLE_RELEASE,
+                [self.fd(), id as usize, 0, 0, 0, 0],
+            )
+        }?;
+        Ok(())
+    }
+
+    /// `bus1_nodes_destroy()`.
+    pub fn destroy(&self, ids: &[u64]) -> Result<(), Errno> {
+        // SAFETY: `ids` is valid for `ids.len()` reads.
+        unsafe {
+            sys::call(
+                sys::nr::BUS1_NODES_DESTROY,
+                [self.fd(), ids.as_ptr() as usize, ids.len(), 0, 0, 0],
+            )
+        }?;
+        Ok(())
+    }
+
+    /// `bus1_send()` of `parts` (the payload, concatenated) and `handles`
+    /// to the node or handle `dst`.
+    pub fn send(&self, dst: u64, parts: &[&[u8]], handles: &[u64]) -> Result<(), Errno> {
+        let vecs: Vec<sys::Bus1Vec> = parts
+            .iter()
+            .map(|p| sys::Bus1Vec {
+                base: p.as_ptr() as u64,
+                len: p.len() as u64,
+            })
+            .collect();
+        let msg = sys::Bus1Message {
+            vecs: vecs.as_ptr() as u64,
+            n_vecs: vecs.len() as u64,
+            handles: handles.as_ptr() as u64,
+            n_handles: handles.len() as u64,
+        };
+        let dsts = [dst];
+        // SAFETY: every pointer is valid for the lengths given with it.
+        unsafe { self.send_raw(&dsts, &msg, std::mem::size_of_val(&msg)) }
+    }
+
+    /// `bus1_send()` with a caller-built message structure.
+    ///
+    /// # Safety
+    ///
+    /// The pointers in `msg` (and `msg` itself, for `size` bytes) must be
+    /// valid for what the kernel reads.
+    pub unsafe fn send_raw(
+        &self,
+        dsts: &[u64],
+        msg: *const sys::Bus1Message,
+        size: usize,
+    ) -> Result<(), Errno> {
+        // SAFETY: passed on from the caller.
+        unsafe {
+            sys::call(
+                sys::nr::BUS1_SEND,
+                [
+                    self.fd(),
+                    dsts.as_ptr() as usize,
+                    dsts.len(),
+                    msg as usize,
+                    size,
+                    0,
+                ],
+            )
+        }?;
+        Ok(())
+    }
+
+    /// `bus1_recv()` into `buf` and `handles`.  On `EMSGSIZE` the sizes
+    /// needed are in the returned error's companion `needed`.
+    pub fn recv(&self, buf: &mut [u8], handles: &mut [u64]) -> Result<Received, (Errno, Received)> {
+        let vec = sys::Bus1Vec {
+            base: buf.as_mut_ptr() as u64,
+            len: buf.len() as u64,
+        };
+        let mut args = sys::Bus1Recv {
+            vecs: &vec as *const _ as u64,
+            n_vecs: 1,
+            handles: handles.as_mut_ptr() as u64,
+            n_handles: handles.len() as u64,
+            ..Default::default()
+        };
+        // SAFETY: `args` and the buffers it points to are valid and writable.
+        let res = unsafe { self.recv_raw(&mut args, std::mem::size_of_val(&args)) };
+        let received = Received {
+            kind: args.r#type,
+            id: args.id,
+            n_bytes: args.n_bytes as usize,
+            n_handles: args.n_handles as usize,
+        };
+        match res {
+            Ok(()) => Ok(received),
+            Err(e) => Err((e, received)),
+        }
+    }
+
+    /// `bus1_recv()` with a caller-built argument structure.
+    ///
+    /// # Safety
+    ///
+    /// `args` (for `size` bytes) and the buffers it points to must be valid.
+    pub unsafe fn recv_raw(&self, args: *mut sys::Bus1Recv, size: usize) -> Result<(), Errno> {
+        // SAFETY: passed on from the caller.
+        unsafe {
+            sys::call(
+                sys::nr::BUS1_RECV,
+                [self.fd(), args as usize, size, 0, 0, 0],
+            )
+        }?;
+        Ok(())
     }
 
     /// Gives up the peer object, returning its file descriptor.
@@ -142,9 +374,21 @@ mod tests {
     #[test]
     fn constants_match_uapi_header() {
         let uapi = uapi_constants();
+        use super::sys::*;
         let ours: BTreeMap<String, u64> = [
-            ("BUS1_OPEN_CLOEXEC", super::sys::BUS1_OPEN_CLOEXEC as u64),
-            ("BUS1_OPEN_NONBLOCK", super::sys::BUS1_OPEN_NONBLOCK as u64),
+            ("BUS1_OPEN_CLOEXEC", BUS1_OPEN_CLOEXEC as u64),
+            ("BUS1_OPEN_NONBLOCK", BUS1_OPEN_NONBLOCK as u64),
+            ("BUS1_ID_INVALID", BUS1_ID_INVALID),
+            ("BUS1_NODES_DESTROY_MAX", BUS1_NODES_DESTROY_MAX as u64),
+            ("BUS1_DESTINATIONS_MAX", BUS1_DESTINATIONS_MAX as u64),
+            ("BUS1_VECS_MAX", BUS1_VECS_MAX as u64),
+            ("BUS1_HANDLES_MAX", BUS1_HANDLES_MAX as u64),
+            ("BUS1_PAYLOAD_MAX", BUS1_PAYLOAD_MAX as u64),
+            ("BUS1_MSG_DATA", BUS1_MSG_DATA),
+            ("BUS1_MSG_NODE_DESTROY", BUS1_MSG_NODE_DESTROY),
+            ("BUS1_MSG_NODE_RELEASE", BUS1_MSG_NODE_RELEASE),
+            ("BUS1_MESSAGE_SIZE_VER0", BUS1_MESSAGE_SIZE_VER0 as u64),
+            ("BUS1_RECV_SIZE_VER0", BUS1_RECV_SIZE_VER0 as u64),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -153,13 +397,44 @@ mod tests {
     }
 
     #[test]
+    fn struct_sizes_match_uapi() {
+        use super::sys::*;
+        assert_eq!(std::mem::size_of::<Bus1Message>(), BUS1_MESSAGE_SIZE_VER0);
+        assert_eq!(std::mem::size_of::<Bus1Recv>(), BUS1_RECV_SIZE_VER0);
+        assert_eq!(std::mem::size_of::<Bus1Vec>(), 16);
+    }
+
+    #[test]
     fn syscall_numbers_match_patch_series() {
+        use super::sys::nr::*;
         let script = include_str!("../../../scripts/gen-patches.sh");
         let line = script
             .lines()
             .find(|l| l.starts_with("NR_BUS1_OPEN="))
             .expect("NR_BUS1_OPEN in gen-patches.sh");
-        let nr: usize = line["NR_BUS1_OPEN=".len()..].parse().unwrap();
-        assert_eq!(nr, super::sys::nr::BUS1_OPEN);
+        let first: usize = line["NR_BUS1_OPEN=".len()..].parse().unwrap();
+        // The order of SYSCALLS=(...) in gen-patches.sh.
+        let list = script
+            .split("SYSCALLS=(")
+            .nth(1)
+            .unwrap()
+            .split(')')
+            .next()
+            .unwrap();
+        let names: Vec<&str> = list.split_whitespace().collect();
+        let ours = [
+            ("bus1_open", BUS1_OPEN),
+            ("bus1_node_create", BUS1_NODE_CREATE),
+            ("bus1_handle_transfer", BUS1_HANDLE_TRANSFER),
+            ("bus1_handle_release", BUS1_HANDLE_RELEASE),
+            ("bus1_nodes_destroy", BUS1_NODES_DESTROY),
+            ("bus1_send", BUS1_SEND),
+            ("bus1_recv", BUS1_RECV),
+        ];
+        assert_eq!(names.len(), ours.len());
+        for (i, name) in names.iter().enumerate() {
+            let (n, nr) = ours.iter().find(|(n, _)| n == name).expect(name);
+            assert_eq!(*nr, first + i, "{n}");
+        }
     }
 }

@@ -14,6 +14,8 @@ use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, fork};
 
+mod messaging;
+
 const DEBUGFS: &str = "/sys/kernel/debug";
 const TRACEFS: &str = "/sys/kernel/tracing";
 
@@ -35,7 +37,7 @@ fn ensure_mounted(fstype: &str, path: &str) {
 }
 
 /// Live bus1 objects of one kind, from debugfs.
-fn live_objects(kind: &str) -> i64 {
+pub(crate) fn live_objects(kind: &str) -> i64 {
     ensure_mounted("debugfs", DEBUGFS);
     let text = fs::read_to_string(format!("{DEBUGFS}/bus1/objects")).unwrap();
     text.lines()
@@ -51,7 +53,7 @@ fn fd_link(fd: i32) -> String {
 }
 
 /// Runs `child` in a forked process and returns its exit code.
-fn in_child(child: impl FnOnce() -> i32) -> i32 {
+pub(crate) fn in_child(child: impl FnOnce() -> i32) -> i32 {
     // SAFETY: the test binary runs its tests on one thread; the child only
     // runs `child` and exits.
     match unsafe { fork() }.unwrap() {

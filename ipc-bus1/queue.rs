@@ -1,0 +1,186 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! DOC: Message queues and the global order
+//!
+//! Every peer has one queue.  All transactions (messages and notifications)
+//! are ordered globally, without a global lock, by the scheme of the
+//! original bus1 design:
+//!
+//! 1. A transaction **stages** an entry in each destination queue, at a
+//!    tentative timestamp above that queue's clock.
+//! 2. It picks a commit timestamp above every tentative one.
+//! 3. It raises the clock of every destination to the commit timestamp,
+//!    *before* committing anywhere.
+//! 4. It commits every entry at the commit timestamp.
+//!
+//! Entries sort by `(timestamp, sender, sequence, part)`; the last three
+//! make the key unique and break ties the same way in every queue.  A reader takes
+//! only the first entry, and only once it is committed.
+//!
+//! Why this gives one order: a transaction's final key is the same in all
+//! its queues, so two transactions compare the same everywhere, provided no
+//! reader takes an entry while an entry that will sort before it is still to
+//! come.  A transaction T that is committed in queue Q has raised Q's clock
+//! to its timestamp first, so anything staged in Q afterwards sorts after T;
+//! anything staged before is already in Q and, while only staged, blocks the
+//! reader until it is committed at its final (larger or equal) position.
+//! Raising all clocks before the first commit extends this to causality: once
+//! anyone can see T, every destination of T orders later stagings after T.
+
+use kernel::{
+    prelude::*,
+    rbtree::{RBTree, RBTreeNode, RBTreeNodeReservation},
+};
+
+use crate::message::Entry;
+
+/// Position of an entry in a queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Stamp {
+    /// Logical time: tentative while staged, final once committed.
+    pub(crate) time: u64,
+    /// Id of the peer that started the transaction.
+    pub(crate) sender: u64,
+    /// Transaction number within `sender`.
+    pub(crate) seq: u64,
+    /// Entry number within the transaction.
+    pub(crate) part: u64,
+}
+
+/// Storage for one queued entry, allocated before any lock is taken.
+pub(crate) type Slot = RBTreeNodeReservation<Stamp, QueuedEntry>;
+
+/// An entry in a queue and whether it is committed yet.
+pub(crate) struct QueuedEntry {
+    pub(crate) committed: bool,
+    /// Always `Some` while in a queue; taken out only to move the entry to
+    /// its final position without freeing or allocating its node.
+    pub(crate) entry: Option<Entry>,
+}
+
+/// A peer's queue; always accessed under the peer's queue lock.
+pub(crate) struct Queue {
+    /// No timestamp at or below this can still be staged.
+    clock: u64,
+    entries: RBTree<Stamp, QueuedEntry>,
+    /// A closed queue takes no more entries (its peer is gone).
+    closed: bool,
+}
+
+impl Queue {
+    pub(crate) fn new() -> Self {
+        Self {
+            clock: 0,
+            entries: RBTree::new(),
+            closed: false,
+        }
+    }
+
+    /// Stages `entry` above the clock; returns its tentative stamp.
+    ///
+    /// A closed queue gives the entry back, with its slot.
+    pub(crate) fn stage(
+        &mut self,
+        sender: u64,
+        seq: u64,
+        part: u64,
+        entry: Entry,
+        slot: Slot,
+    ) -> Result<Stamp, (Entry, Slot)> {
+        if self.closed {
+            return Err((entry, slot));
+        }
+        let stamp = Stamp {
+            time: self.clock + 1,
+            sender,
+            seq,
+            part,
+        };
+        let node = slot.into_node(
+            stamp,
+            QueuedEntry {
+                committed: false,
+                entry: Some(entry),
+            },
+        );
+        // Stamps are unique: (sender, seq, part) is never used twice.
+        let _ = self.entries.insert(node);
+        Ok(stamp)
+    }
+
+    /// Step 3: no later staging may sort at or below `time`.
+    pub(crate) fn raise_clock(&mut self, time: u64) {
+        if self.clock < time {
+            self.clock = time;
+        }
+    }
+
+    /// Step 4: moves the entry staged at `staged` to its final position.
+    ///
+    /// Returns whether the queue became readable.
+    pub(crate) fn commit(&mut self, staged: Stamp, time: u64) -> bool {
+        let Some(entry) = self.entries.get_mut(&staged).and_then(|q| q.entry.take()) else {
+            return false;
+        };
+        let Some(node) = self.entries.remove_node(&staged) else {
+            return false;
+        };
+        // Reuses the node's memory: no allocation or free under the lock.
+        let node = node.into_reservation().into_node(
+            Stamp { time, ..staged },
+            QueuedEntry {
+                committed: true,
+                entry: Some(entry),
+            },
+        );
+        let _ = self.entries.insert(node);
+        self.is_readable()
+    }
+
+    /// Stages and commits in one step, for a transaction with one
+    /// destination; returns whether the queue became readable.
+    pub(crate) fn push(
+        &mut self,
+        sender: u64,
+        seq: u64,
+        entry: Entry,
+        slot: Slot,
+    ) -> Result<bool, (Entry, Slot)> {
+        let stamp = self.stage(sender, seq, 0, entry, slot)?;
+        self.raise_clock(stamp.time);
+        Ok(self.commit(stamp, stamp.time))
+    }
+
+    /// Whether the first entry is committed, so a reader can take it.
+    pub(crate) fn is_readable(&self) -> bool {
+        self.entries.values().next().is_some_and(|q| q.committed)
+    }
+
+    /// The first entry, if a reader can take it.
+    pub(crate) fn peek(&self) -> Option<&Entry> {
+        let queued = self.entries.values().next()?;
+        if queued.committed {
+            queued.entry.as_ref()
+        } else {
+            None
+        }
+    }
+
+    /// Removes the first entry if it is committed.  The caller drops the
+    /// returned node after releasing the queue lock.
+    pub(crate) fn pop(&mut self) -> Option<RBTreeNode<Stamp, QueuedEntry>> {
+        let cursor = self.entries.cursor_front_mut()?;
+        if !cursor.current().1.committed {
+            return None;
+        }
+        let (_, node) = cursor.remove_current();
+        Some(node)
+    }
+
+    /// Closes the queue and hands out everything in it, to be dropped by the
+    /// caller outside the lock.
+    pub(crate) fn close(&mut self) -> RBTree<Stamp, QueuedEntry> {
+        self.closed = true;
+        core::mem::replace(&mut self.entries, RBTree::new())
+    }
+}

@@ -1,0 +1,151 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! DOC: System calls
+//!
+//! One function per bus1 system call.  Each checks every argument (flags,
+//! sizes, counts, file descriptors, user memory it must read) before it
+//! changes anything, so that a failing call has no visible effect, and then
+//! calls into the peer.  Ids are written back to user space in two steps:
+//! the destination is written once with `BUS1_ID_INVALID` before the change
+//! (so a bad pointer fails the call without effect), and with the id after.
+
+use kernel::{prelude::*, uapi};
+
+use crate::{peer::ID_INVALID, peer_file::peer_from_fd, user};
+
+/// `bus1_node_create(2)`.
+pub(crate) fn node_create(peer: i32, id_ptr: u64, flags: u32) -> Result<i32> {
+    if flags != 0 {
+        return Err(EINVAL);
+    }
+    let (peer, _) = peer_from_fd(peer)?;
+    user::write_u64(id_ptr, ID_INVALID)?;
+    let id = peer.create_node()?;
+    user::write_u64(id_ptr, id)?;
+    Ok(0)
+}
+
+/// `bus1_handle_transfer(2)`.
+pub(crate) fn handle_transfer(
+    src_peer: i32,
+    src_id: u64,
+    dst_peer: i32,
+    dst_id_ptr: u64,
+    flags: u32,
+) -> Result<i32> {
+    if flags != 0 {
+        return Err(EINVAL);
+    }
+    let (src, _) = peer_from_fd(src_peer)?;
+    let dst = if dst_peer == -1 {
+        src.clone()
+    } else {
+        peer_from_fd(dst_peer)?.0
+    };
+    let node = src.lookup(src_id)?;
+    if node.is_destroyed() {
+        return Err(EHOSTUNREACH);
+    }
+    user::write_u64(dst_id_ptr, ID_INVALID)?;
+    let id = dst.acquire(&node)?;
+    user::write_u64(dst_id_ptr, id)?;
+    Ok(0)
+}
+
+/// `bus1_handle_release(2)`.
+pub(crate) fn handle_release(peer: i32, id: u64, flags: u32) -> Result<i32> {
+    if flags != 0 {
+        return Err(EINVAL);
+    }
+    let (peer, _) = peer_from_fd(peer)?;
+    peer.release(id)?;
+    Ok(0)
+}
+
+/// `bus1_nodes_destroy(2)`.
+pub(crate) fn nodes_destroy(peer: i32, ids_ptr: u64, n_ids: u32, flags: u32) -> Result<i32> {
+    if flags != 0 || n_ids == 0 || n_ids > uapi::BUS1_NODES_DESTROY_MAX {
+        return Err(EINVAL);
+    }
+    let (peer, _) = peer_from_fd(peer)?;
+    let ids = user::read_u64s(ids_ptr, n_ids as usize)?;
+    let mut sorted = KVec::with_capacity(ids.len(), GFP_KERNEL)?;
+    sorted.extend_from_slice(&ids, GFP_KERNEL)?;
+    sorted.sort_unstable();
+    if sorted.windows(2).any(|w| w[0] == w[1]) {
+        return Err(ENOTUNIQ);
+    }
+    peer.destroy(&ids)?;
+    Ok(0)
+}
+
+/// Words of `struct bus1_message`.
+const MSG_VECS: usize = 0;
+const MSG_N_VECS: usize = 1;
+const MSG_HANDLES: usize = 2;
+const MSG_N_HANDLES: usize = 3;
+const MSG_WORDS: usize = 4;
+
+/// `bus1_send(2)`.
+pub(crate) fn send(
+    peer: i32,
+    dsts_ptr: u64,
+    n_dsts: u32,
+    msg_ptr: u64,
+    msg_size: usize,
+    flags: u32,
+) -> Result<i32> {
+    if flags != 0 || n_dsts == 0 || n_dsts > uapi::BUS1_DESTINATIONS_MAX {
+        return Err(EINVAL);
+    }
+    let (peer, _) = peer_from_fd(peer)?;
+    let msg: [u64; MSG_WORDS] =
+        user::read_struct(msg_ptr, msg_size, uapi::BUS1_MESSAGE_SIZE_VER0 as usize)?;
+    if msg[MSG_N_HANDLES] > u64::from(uapi::BUS1_HANDLES_MAX) {
+        return Err(EINVAL);
+    }
+    let dsts = user::read_u64s(dsts_ptr, n_dsts as usize)?;
+    let handles = user::read_u64s(msg[MSG_HANDLES], msg[MSG_N_HANDLES] as usize)?;
+    let payload = user::gather(msg[MSG_VECS], msg[MSG_N_VECS])?;
+    peer.send(dsts[0], payload, &handles)?;
+    Ok(0)
+}
+
+/// Words of `struct bus1_recv`.
+const RECV_VECS: usize = 0;
+const RECV_N_VECS: usize = 1;
+const RECV_HANDLES: usize = 2;
+const RECV_N_HANDLES: usize = 3;
+const RECV_WORDS: usize = 8;
+
+/// `bus1_recv(2)`.
+pub(crate) fn recv(peer: i32, args_ptr: u64, args_size: usize, flags: u32) -> Result<i32> {
+    if flags != 0 {
+        return Err(EINVAL);
+    }
+    let (peer, nonblock) = peer_from_fd(peer)?;
+    let args: [u64; RECV_WORDS] =
+        user::read_struct(args_ptr, args_size, uapi::BUS1_RECV_SIZE_VER0 as usize)?;
+    let (vecs, room) = user::read_vecs(args[RECV_VECS], args[RECV_N_VECS])?;
+    let handle_room = args[RECV_N_HANDLES];
+
+    peer.recv(nonblock, |msg, ids| {
+        // The output words: n_handles, n_bytes, type, id, flags.
+        let out = [
+            msg.n_handles as u64,
+            msg.payload.len() as u64,
+            msg.kind,
+            msg.id,
+            0,
+        ];
+        if msg.payload.len() > room || msg.n_handles as u64 > handle_room {
+            // Report what is needed; the message stays queued.
+            user::write_struct_words(args_ptr, args_size, RECV_N_HANDLES, &out[..2])?;
+            return Err(EMSGSIZE);
+        }
+        user::scatter(&vecs, msg.payload)?;
+        user::write_u64s(args[RECV_HANDLES], ids)?;
+        user::write_struct_words(args_ptr, args_size, RECV_N_HANDLES, &out)
+    })?;
+    Ok(0)
+}
