@@ -27,12 +27,13 @@
 //!    dropped under it; queue slots are allocated beforehand.
 
 use kernel::{
-    new_mutex, new_poll_condvar, new_spinlock,
+    new_mutex, new_spinlock,
     prelude::*,
     rbtree::{RBTree, RBTreeNodeReservation},
+    static_lock_class,
     sync::{
         atomic::{Atomic, Relaxed},
-        poll::PollCondVar,
+        poll::{PollCondVar, PollCondVarBox},
         Arc, Mutex, SpinLock,
     },
 };
@@ -89,9 +90,10 @@ pub(crate) struct Peer {
     pub(crate) nodes: Mutex<RBTree<u64, NodeState>>,
     #[pin]
     queue: SpinLock<Queue>,
-    /// Woken when the queue becomes readable.
-    #[pin]
-    waitq: PollCondVar,
+    /// Woken when the queue becomes readable.  Boxed: it is freed with
+    /// `kfree_rcu()`, where an embedded one would wait for a grace period
+    /// in every peer's destructor.
+    waitq: PollCondVarBox,
 }
 
 /// What `Peer::recv()` hands to its caller to copy out.
@@ -104,16 +106,14 @@ pub(crate) struct Received<'a> {
 
 /// Allocates one queue slot.
 fn new_slot() -> Result<Slot> {
-    Ok(RBTreeNodeReservation::new(GFP_KERNEL)?)
+    RBTreeNodeReservation::new(GFP_KERNEL)
 }
 
 impl Peer {
     /// Allocates a new peer with a fresh id.
     pub(crate) fn new() -> Result<Arc<Self>> {
-        // Counted before the allocation: a failed allocation drops the
-        // value, and `drop()` uncounts it.
-        stats::PEERS.inc();
-        Arc::pin_init(
+        let waitq = PollCondVarBox::new(c"bus1_peer", static_lock_class!())?;
+        let peer = Arc::pin_init(
             try_pin_init!(Self {
                 id: NEXT_PEER_ID.fetch_add(1, Relaxed),
                 next_seq: Atomic::new(0),
@@ -126,10 +126,13 @@ impl Peer {
                 }),
                 nodes <- new_mutex!(RBTree::new()),
                 queue <- new_spinlock!(Queue::new()),
-                waitq <- new_poll_condvar!("bus1_peer"),
+                waitq,
             }? Error),
             GFP_KERNEL,
-        )
+        )?;
+        // Counted once fully built: only then does `drop()` run.
+        stats::PEERS.inc();
+        Ok(peer)
     }
 
     /// The peer's system-wide unique id.
@@ -489,8 +492,8 @@ impl Peer {
             let mut state = self.state.lock();
             state.closed = true;
             (
-                core::mem::replace(&mut state.ids, RBTree::new()),
-                core::mem::replace(&mut state.by_node, RBTree::new()),
+                core::mem::take(&mut state.ids),
+                core::mem::take(&mut state.by_node),
             )
         };
         crate::transaction::destroy_nodes(self, |f| {

@@ -181,6 +181,6 @@ impl Queue {
     /// caller outside the lock.
     pub(crate) fn close(&mut self) -> RBTree<Stamp, QueuedEntry> {
         self.closed = true;
-        core::mem::replace(&mut self.entries, RBTree::new())
+        core::mem::take(&mut self.entries)
     }
 }
