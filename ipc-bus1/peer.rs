@@ -287,21 +287,30 @@ impl Peer {
         (holder, node_state.put_ref())
     }
 
+    /// Queues an entry of a one-destination transaction, unless this peer
+    /// is closed or `refuse()`, checked under the queue lock, says no.  A
+    /// refused entry comes back to be dropped by the caller, after the lock.
+    fn push(
+        &self,
+        sender: u64,
+        seq: u64,
+        entry: Entry,
+        slot: Slot,
+        refuse: impl FnOnce() -> bool,
+    ) -> Result<(), (Entry, Slot)> {
+        let mut queue = self.queue.lock();
+        if refuse() {
+            return Err((entry, slot));
+        }
+        if queue.push(sender, seq, entry, slot)? {
+            self.waitq.notify_all();
+        }
+        Ok(())
+    }
+
     /// Queues a notification on this peer; a closed peer drops it.
     pub(crate) fn deliver_notification(&self, entry: Entry, slot: Slot) {
-        let seq = self.next_seq();
-        let rejected = {
-            let mut queue = self.queue.lock();
-            match queue.push(self.id, seq, entry, slot) {
-                Ok(readable) => {
-                    if readable {
-                        self.waitq.notify_all();
-                    }
-                    None
-                }
-                Err(rejected) => Some(rejected),
-            }
-        };
+        let rejected = self.push(self.id, self.next_seq(), entry, slot, || false);
         drop(rejected);
     }
 
@@ -326,37 +335,22 @@ impl Peer {
         }
         let message = Message::new(payload, handles)?;
 
-        let owner = &node.owner;
-        let seq = self.next_seq();
-        let rejected = {
-            let mut queue = owner.queue.lock();
-            let entry = Entry::Data {
-                id: node.id,
-                message,
-            };
-            if node.is_destroyed() {
-                Some((entry, slot))
-            } else {
-                match queue.push(self.id, seq, entry, slot) {
-                    Ok(readable) => {
-                        if readable {
-                            owner.waitq.notify_all();
-                        }
-                        None
-                    }
-                    Err(rejected) => Some(rejected),
-                }
-            }
+        let entry = Entry::Data {
+            id: node.id,
+            message,
         };
-        // A destination destroyed under our feet: the message and its
-        // in-flight references are dropped here, outside the queue lock.
-        match rejected {
-            Some(rejected) => {
+        // Checked under the owner's queue lock, where a destruction is
+        // staged: nothing is queued to a node after its destruction.
+        node.owner
+            .push(self.id, self.next_seq(), entry, slot, || {
+                node.is_destroyed()
+            })
+            .map_err(|rejected| {
+                // Dropped here, outside the queue lock, with its in-flight
+                // references.
                 drop(rejected);
-                Err(EHOSTUNREACH)
-            }
-            None => Ok(()),
-        }
+                EHOSTUNREACH
+            })
     }
 
     /// Receives the next message (`bus1_recv(2)`): waits unless

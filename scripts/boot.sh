@@ -75,10 +75,10 @@ if [ ! -f "$run_dir/rc" ]; then
 	exit 125
 fi
 rc=$(cat "$run_dir/rc")
-if grep -qE 'Kernel panic|BUG:|WARNING:|Oops|KASAN|possible circular locking|kmemleak' "$run_dir/console"; then
+problems='Kernel panic|BUG:|WARNING:|Oops|KASAN|KFENCE|possible circular locking|possible recursive locking|suspected memory leak'
+if grep -qE "$problems" "$run_dir/console"; then
 	echo "boot.sh: the kernel reported a problem; console excerpt:" >&2
-	grep -E -A 20 'Kernel panic|BUG:|WARNING:|Oops|KASAN|possible circular locking|kmemleak' \
-		"$run_dir/console" | head -n 80 >&2
+	grep -E -A 20 "$problems" "$run_dir/console" | head -n 80 >&2
 	[ "$rc" != 0 ] || rc=126
 fi
 exit "$rc"

@@ -89,6 +89,9 @@ fn repeated_transfer_counts_up_one_handle() {
     // The owner refers to its node by the node id.
     assert_eq!(holder.transfer(h1, Some(&owner)).unwrap(), node);
     assert_eq!(owner.transfer(node, None).unwrap(), node);
+    // -1 as destination: the holder acquires its own handle once more.
+    assert_eq!(holder.transfer(h1, None).unwrap(), h1);
+    holder.release(h1).unwrap();
     holder.release(h1).unwrap();
     assert_eq!(recv_err(&owner), Errno::EAGAIN, "one reference is left");
     holder.send(h1, &[b"still"], &[]).unwrap();
@@ -299,6 +302,92 @@ fn signal_interrupts_a_blocking_recv() {
         0
     });
     assert_eq!(code, 0);
+}
+
+#[test]
+fn sa_restart_restarts_a_blocking_recv() {
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    let code = in_child(|| {
+        let owner = Peer::open(0).unwrap();
+        let holder = peer();
+        let (node, handle) = connect(&owner, &holder);
+        let act = SigAction::new(
+            SigHandler::Handler(on_alarm),
+            SaFlags::SA_RESTART,
+            SigSet::empty(),
+        );
+        // SAFETY: the handler does nothing.
+        unsafe { sigaction(Signal::SIGALRM, &act) }.unwrap();
+        nix::unistd::alarm::set(1);
+        let sender = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(2500));
+            holder.send(handle, &[b"after the signal"], &[]).unwrap();
+        });
+        // The signal arrives after 1 s; the call restarts and gets the
+        // message sent after 2.5 s.
+        let (r, data, _) = recv(&owner);
+        assert_eq!((r.id, data.as_slice()), (node, &b"after the signal"[..]));
+        sender.join().unwrap();
+        0
+    });
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn every_call_rejects_unknown_flags() {
+    let (owner, holder) = (peer(), peer());
+    let (node, handle) = connect(&owner, &holder);
+    let (o, h) = (owner.as_raw_fd() as usize, holder.as_raw_fd() as usize);
+    let mut id = 0u64;
+    let idp = &mut id as *mut u64 as usize;
+    let msg = sys::Bus1Message::default();
+    let mut args = sys::Bus1Recv::default();
+    let nodes = [node];
+    let dsts = [handle];
+    for flag in [1usize, 1 << 7, 1 << 31] {
+        let calls: [(usize, [usize; 6]); 6] = [
+            (sys::nr::BUS1_NODE_CREATE, [o, idp, flag, 0, 0, 0]),
+            (
+                sys::nr::BUS1_HANDLE_TRANSFER,
+                [o, node as usize, h, idp, flag, 0],
+            ),
+            (
+                sys::nr::BUS1_HANDLE_RELEASE,
+                [h, handle as usize, flag, 0, 0, 0],
+            ),
+            (
+                sys::nr::BUS1_NODES_DESTROY,
+                [o, nodes.as_ptr() as usize, 1, flag, 0, 0],
+            ),
+            (
+                sys::nr::BUS1_SEND,
+                [
+                    h,
+                    dsts.as_ptr() as usize,
+                    1,
+                    &msg as *const _ as usize,
+                    32,
+                    flag,
+                ],
+            ),
+            (
+                sys::nr::BUS1_RECV,
+                [o, &mut args as *mut _ as usize, 64, flag, 0, 0],
+            ),
+        ];
+        for (nr, call) in calls {
+            // SAFETY: valid pointers; the flags must be rejected first.
+            assert_eq!(
+                unsafe { sys::call(nr, call) },
+                Err(Errno::EINVAL),
+                "syscall {nr} flags {flag:#x}"
+            );
+        }
+    }
+    // Nothing happened: the node lives, the handle works, no message.
+    assert_eq!(recv_err(&owner), Errno::EAGAIN);
+    holder.send(handle, &[b"ok"], &[]).unwrap();
+    assert_eq!(recv(&owner).1, b"ok");
 }
 
 #[test]
