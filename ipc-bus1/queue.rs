@@ -119,14 +119,14 @@ impl Queue {
     ///
     /// Returns whether the queue became readable.
     pub(crate) fn commit(&mut self, staged: Stamp, time: u64) -> bool {
-        let Some(entry) = self.entries.get_mut(&staged).and_then(|q| q.entry.take()) else {
+        let Some(mut found) = self.entries.find_mut(&staged) else {
             return false;
         };
-        let Some(node) = self.entries.remove_node(&staged) else {
+        let Some(entry) = found.get_mut().entry.take() else {
             return false;
         };
         // Reuses the node's memory: no allocation or free under the lock.
-        let node = node.into_reservation().into_node(
+        let node = found.remove_node().into_reservation().into_node(
             Stamp { time, ..staged },
             QueuedEntry {
                 committed: true,
@@ -138,7 +138,8 @@ impl Queue {
     }
 
     /// Stages and commits in one step, for a transaction with one
-    /// destination; returns whether the queue became readable.
+    /// destination (its commit time is its staging time); returns whether
+    /// the queue became readable.
     pub(crate) fn push(
         &mut self,
         sender: u64,
@@ -146,9 +147,22 @@ impl Queue {
         entry: Entry,
         slot: Slot,
     ) -> Result<bool, (Entry, Slot)> {
-        let stamp = self.stage(sender, seq, 0, entry, slot)?;
-        self.raise_clock(stamp.time);
-        Ok(self.commit(stamp, stamp.time))
+        if self.closed {
+            return Err((entry, slot));
+        }
+        self.clock += 1;
+        let stamp = Stamp {
+            time: self.clock,
+            sender,
+            seq,
+            part: 0,
+        };
+        let queued = QueuedEntry {
+            committed: true,
+            entry: Some(entry),
+        };
+        let _ = self.entries.insert(slot.into_node(stamp, queued));
+        Ok(self.is_readable())
     }
 
     /// Whether the first entry is committed, so a reader can take it.
