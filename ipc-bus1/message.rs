@@ -13,7 +13,11 @@
 //! into a handle of the receiver when the message is received, or given back
 //! when the message is dropped unreceived.
 
-use kernel::{prelude::*, sync::Arc, uapi};
+use kernel::{
+    prelude::*,
+    sync::{Arc, UniqueArc},
+    uapi,
+};
 
 use crate::{node::InflightRef, stats};
 
@@ -25,10 +29,13 @@ pub(crate) struct Message {
 }
 
 impl Message {
-    pub(crate) fn new(payload: KVVec<u8>, handles: KVec<Option<InflightRef>>) -> Result<Arc<Self>> {
+    /// A message with room for `n_handles` handles, added by the sender's
+    /// transaction once it cannot fail any more.
+    pub(crate) fn new(payload: KVVec<u8>, n_handles: usize) -> Result<UniqueArc<Self>> {
+        let handles = KVec::with_capacity(n_handles, GFP_KERNEL)?;
         // Counted first: a failed allocation drops the value, uncounting it.
         stats::MESSAGES.inc();
-        Ok(Arc::new(Self { payload, handles }, GFP_KERNEL)?)
+        Ok(UniqueArc::new(Self { payload, handles }, GFP_KERNEL)?)
     }
 }
 

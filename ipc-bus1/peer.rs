@@ -43,6 +43,7 @@ use crate::{
     node::{Holder, InflightRef, Node, NodeState},
     queue::{Queue, Slot, Stamp},
     stats,
+    transaction::{self, Delivery, Outcome},
 };
 
 /// Source of peer ids; 64 bits cannot wrap in the life of a system.
@@ -102,6 +103,8 @@ pub(crate) struct Received<'a> {
     pub(crate) id: u64,
     pub(crate) payload: &'a [u8],
     pub(crate) n_handles: usize,
+    /// Another entry of the same transaction follows in the queue.
+    pub(crate) continues: bool,
 }
 
 /// Allocates one queue slot.
@@ -314,43 +317,63 @@ impl Peer {
         drop(rejected);
     }
 
-    /// Sends a message to the node `dst` names (`bus1_send(2)`).
-    pub(crate) fn send(&self, dst: u64, payload: KVVec<u8>, handle_ids: &[u64]) -> Result {
-        let node = self.lookup(dst)?;
-        if node.is_destroyed() {
-            return Err(EHOSTUNREACH);
+    /// Sends a message to the nodes `dsts` names, in one transaction
+    /// (`bus1_send(2)`); see `transaction::send()` for `partial` and
+    /// `outcomes`.  `dsts` has no duplicates.
+    pub(crate) fn send(
+        &self,
+        dsts: &[u64],
+        payload: KVVec<u8>,
+        handle_ids: &[u64],
+        partial: bool,
+        outcomes: &mut [Outcome],
+    ) -> Result<usize> {
+        // Everything that can fail for the call as a whole is looked up and
+        // allocated before the transaction: a failed send has no effect.
+        let mut carried = KVec::with_capacity(handle_ids.len(), GFP_KERNEL)?;
+        let mut targets = KVVec::with_capacity(dsts.len(), GFP_KERNEL)?;
+        let mut first_refusal = None;
+        {
+            let state = self.state.lock();
+            let lookup = |id| state.ids.get(id).map(|r| r.node().clone());
+            for id in handle_ids {
+                // Within capacity: no allocation under the lock.
+                carried.push((lookup(id).ok_or(ENXIO)?, None), GFP_KERNEL)?;
+            }
+            for (index, id) in dsts.iter().enumerate() {
+                let refusal = match lookup(id) {
+                    Some(node) if !node.is_destroyed() => {
+                        targets.push((index, node), GFP_KERNEL)?;
+                        continue;
+                    }
+                    Some(_) => EHOSTUNREACH,
+                    None => ENXIO,
+                };
+                outcomes[index] = Outcome::Refused(refusal);
+                first_refusal.get_or_insert(refusal);
+            }
         }
-        // Everything that can fail is done before the first reference is
-        // taken, so that a failed send changes no reference count.
-        let mut nodes = KVec::with_capacity(handle_ids.len(), GFP_KERNEL)?;
-        let mut spares = KVec::with_capacity(handle_ids.len(), GFP_KERNEL)?;
-        for &id in handle_ids {
-            nodes.push(self.lookup(id)?, GFP_KERNEL)?;
-            spares.push(Some(new_slot()?), GFP_KERNEL)?;
+        if let Some(e) = first_refusal {
+            if !partial || targets.is_empty() {
+                return Err(e);
+            }
         }
-        let mut handles = KVec::with_capacity(handle_ids.len(), GFP_KERNEL)?;
-        let slot = new_slot()?;
-        for (node, spare) in nodes.iter().zip(spares.iter_mut()) {
-            handles.push(node.get_inflight(spare), GFP_KERNEL)?;
+        let mut deliveries = KVVec::with_capacity(targets.len(), GFP_KERNEL)?;
+        for (index, node) in targets.drain_all() {
+            deliveries.push(Delivery::new(index, node, new_slot()?), GFP_KERNEL)?;
         }
-        let message = Message::new(payload, handles)?;
-
-        let entry = Entry::Data {
-            id: node.id,
+        for (_, spare) in carried.iter_mut() {
+            *spare = Some(new_slot()?);
+        }
+        let message = Message::new(payload, handle_ids.len())?;
+        transaction::send(
+            self,
+            &mut deliveries,
             message,
-        };
-        // Checked under the owner's queue lock, where a destruction is
-        // staged: nothing is queued to a node after its destruction.
-        node.owner
-            .push(self.id, self.next_seq(), entry, slot, || {
-                node.is_destroyed()
-            })
-            .map_err(|rejected| {
-                // Dropped here, outside the queue lock, with its in-flight
-                // references.
-                drop(rejected);
-                EHOSTUNREACH
-            })
+            &mut carried,
+            partial,
+            outcomes,
+        )
     }
 
     /// Receives the next message (`bus1_recv(2)`): waits unless
@@ -366,7 +389,7 @@ impl Peer {
     ) -> Result {
         // Wait without holding `recv_lock`, so that every waiter can be
         // interrupted; then take the first entry under it.
-        let (_receiver, kind, id, message) = loop {
+        let (_receiver, kind, id, message, continues) = loop {
             {
                 let mut queue = self.queue.lock();
                 while !queue.is_readable() {
@@ -379,16 +402,16 @@ impl Peer {
                 }
             }
             let receiver = self.recv_lock.lock();
-            let first = self.queue.lock().peek().map(|entry| {
+            let first = self.queue.lock().peek().map(|(entry, continues)| {
                 let message = match entry {
                     Entry::Data { message, .. } => Some(message.clone()),
                     _ => None,
                 };
-                (entry.kind(), entry.id(), message)
+                (entry.kind(), entry.id(), message, continues)
             });
             // Another receiver may have taken it in between.
-            if let Some((kind, id, message)) = first {
-                break (receiver, kind, id, message);
+            if let Some((kind, id, message, continues)) = first {
+                break (receiver, kind, id, message, continues);
             }
         };
 
@@ -402,6 +425,7 @@ impl Peer {
             id,
             payload,
             n_handles: inflight.len(),
+            continues,
         };
         let mut ids = KVec::with_capacity(inflight.len(), GFP_KERNEL)?;
         let result = self
@@ -513,15 +537,14 @@ impl Peer {
         drop(queued);
     }
 
-    /// Step 1 of a transaction: stages `entry` in this peer's queue.  With
+    /// Step 1 of a transaction: stages a place in this peer's queue.  With
     /// `destroying`, marks that node destroyed in the same critical section.
-    /// Returns `None` if the peer is gone (the entry is dropped).
+    /// Returns `None` if the peer is gone.
     pub(crate) fn stage(
         &self,
         sender: u64,
         seq: u64,
         part: u64,
-        entry: Entry,
         slot: Slot,
         destroying: Option<&Node>,
     ) -> Option<Stamp> {
@@ -530,9 +553,29 @@ impl Peer {
             if let Some(node) = destroying {
                 node.mark_destroyed();
             }
-            queue.stage(sender, seq, part, entry, slot)
+            queue.stage(sender, seq, part, slot, false)
         };
+        // A refused slot is freed here, after the lock.
         result.ok()
+    }
+
+    /// Step 1 for a message to `node`, owned by this peer: refused (the
+    /// slot comes back) if the node is destroyed or the peer gone.  With
+    /// `raise`, the tentative stamp is final at once (one destination).
+    pub(crate) fn stage_message(
+        &self,
+        node: &Node,
+        sender: u64,
+        seq: u64,
+        part: u64,
+        slot: Slot,
+        raise: bool,
+    ) -> Result<Stamp, Slot> {
+        let mut queue = self.queue.lock();
+        if node.is_destroyed() {
+            return Err(slot);
+        }
+        queue.stage(sender, seq, part, slot, raise)
     }
 
     /// Step 3 of a transaction.
@@ -540,11 +583,50 @@ impl Peer {
         self.queue.lock().raise_clock(time);
     }
 
-    /// Step 4 of a transaction.
-    pub(crate) fn commit(&self, staged: Stamp, time: u64) {
-        let readable = self.queue.lock().commit(staged, time);
-        if readable {
-            self.waitq.notify_all();
+    /// Step 3 for a message to `node`, owned by this peer: raises the clock
+    /// if the node is still alive, else takes the staged place back and
+    /// returns `false`.  A destruction is marked under this same lock, so
+    /// either it is seen here or it is staged after the raise and sorts
+    /// after the message.
+    pub(crate) fn confirm(&self, node: &Node, staged: Stamp, time: u64) -> bool {
+        let removed = {
+            let mut queue = self.queue.lock();
+            if !node.is_destroyed() {
+                queue.raise_clock(time);
+                return true;
+            }
+            let removed = queue.unstage(staged);
+            if queue.is_readable() {
+                self.waitq.notify_all();
+            }
+            removed
+        };
+        drop(removed);
+        false
+    }
+
+    /// Takes back a staged place of a transaction that gives up.
+    pub(crate) fn unstage(&self, staged: Stamp) {
+        let removed = {
+            let mut queue = self.queue.lock();
+            let removed = queue.unstage(staged);
+            if queue.is_readable() {
+                self.waitq.notify_all();
+            }
+            removed
+        };
+        drop(removed);
+    }
+
+    /// Step 4 of a transaction: `entry` takes the place staged at `staged`,
+    /// at its final time.  If the peer closed meanwhile, the entry is
+    /// dropped, as if it had been queued just before the close.
+    pub(crate) fn commit(&self, staged: Stamp, time: u64, entry: Entry) {
+        let result = self.queue.lock().commit(staged, time, entry);
+        match result {
+            Ok(true) => self.waitq.notify_all(),
+            Ok(false) => {}
+            Err(entry) => drop(entry),
         }
     }
 }

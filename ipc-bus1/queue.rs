@@ -53,8 +53,9 @@ pub(crate) type Slot = RBTreeNodeReservation<Stamp, QueuedEntry>;
 /// An entry in a queue and whether it is committed yet.
 pub(crate) struct QueuedEntry {
     pub(crate) committed: bool,
-    /// Always `Some` while in a queue; taken out only to move the entry to
-    /// its final position without freeing or allocating its node.
+    /// `None` while staged: the entry comes with the commit, so that what it
+    /// carries (in-flight handle references) is taken only once the
+    /// transaction can no longer fail.
     pub(crate) entry: Option<Entry>,
 }
 
@@ -67,6 +68,16 @@ pub(crate) struct Queue {
     closed: bool,
 }
 
+impl Stamp {
+    /// Whether both entries belong to the same transaction, once committed.
+    pub(crate) fn same_transaction(&self, other: &Stamp) -> bool {
+        (self.time, self.sender, self.seq) == (other.time, other.sender, other.seq)
+    }
+}
+
+/// A removed entry, to be dropped by the caller outside the queue lock.
+pub(crate) type Removed = RBTreeNode<Stamp, QueuedEntry>;
+
 impl Queue {
     pub(crate) fn new() -> Self {
         Self {
@@ -76,19 +87,22 @@ impl Queue {
         }
     }
 
-    /// Stages `entry` above the clock; returns its tentative stamp.
+    /// Step 1: stages a place holder above the clock and returns its
+    /// tentative stamp.  The entry itself comes with the commit.  With
+    /// `raise`, the clock is raised to the stamp right away, which makes the
+    /// tentative stamp final (for a transaction with one destination).
     ///
-    /// A closed queue gives the entry back, with its slot.
+    /// A closed queue gives the slot back.
     pub(crate) fn stage(
         &mut self,
         sender: u64,
         seq: u64,
         part: u64,
-        entry: Entry,
         slot: Slot,
-    ) -> Result<Stamp, (Entry, Slot)> {
+        raise: bool,
+    ) -> Result<Stamp, Slot> {
         if self.closed {
-            return Err((entry, slot));
+            return Err(slot);
         }
         let stamp = Stamp {
             time: self.clock + 1,
@@ -96,16 +110,25 @@ impl Queue {
             seq,
             part,
         };
+        if raise {
+            self.clock = stamp.time;
+        }
         let node = slot.into_node(
             stamp,
             QueuedEntry {
                 committed: false,
-                entry: Some(entry),
+                entry: None,
             },
         );
         // Stamps are unique: (sender, seq, part) is never used twice.
         let _ = self.entries.insert(node);
         Ok(stamp)
+    }
+
+    /// Takes back an entry staged by a transaction that gives up.  The
+    /// queue may become readable: the entry blocked everything behind it.
+    pub(crate) fn unstage(&mut self, staged: Stamp) -> Option<Removed> {
+        self.entries.remove_node(&staged)
     }
 
     /// Step 3: no later staging may sort at or below `time`.
@@ -115,31 +138,33 @@ impl Queue {
         }
     }
 
-    /// Step 4: moves the entry staged at `staged` to its final position.
-    ///
-    /// Returns whether the queue became readable.
-    pub(crate) fn commit(&mut self, staged: Stamp, time: u64) -> bool {
+    /// Step 4: puts `entry` in the place staged at `staged`, moved to its
+    /// final time `time`.  Returns whether the queue is readable now, or
+    /// gives the entry back if its place is gone (the queue was closed).
+    pub(crate) fn commit(&mut self, staged: Stamp, time: u64, entry: Entry) -> Result<bool, Entry> {
         let Some(mut found) = self.entries.find_mut(&staged) else {
-            return false;
+            return Err(entry);
         };
-        let Some(entry) = found.get_mut().entry.take() else {
-            return false;
+        let queued = QueuedEntry {
+            committed: true,
+            entry: Some(entry),
         };
-        // Reuses the node's memory: no allocation or free under the lock.
-        let node = found.remove_node().into_reservation().into_node(
-            Stamp { time, ..staged },
-            QueuedEntry {
-                committed: true,
-                entry: Some(entry),
-            },
-        );
-        let _ = self.entries.insert(node);
-        self.is_readable()
+        if time == staged.time {
+            *found.get_mut() = queued;
+        } else {
+            // Reuses the node's memory: no allocation or free under the lock.
+            let node = found
+                .remove_node()
+                .into_reservation()
+                .into_node(Stamp { time, ..staged }, queued);
+            let _ = self.entries.insert(node);
+        }
+        Ok(self.is_readable())
     }
 
     /// Stages and commits in one step, for a transaction with one
-    /// destination (its commit time is its staging time); returns whether
-    /// the queue became readable.
+    /// destination whose entry is known up front; returns whether the
+    /// queue became readable.
     pub(crate) fn push(
         &mut self,
         sender: u64,
@@ -170,19 +195,30 @@ impl Queue {
         self.entries.values().next().is_some_and(|q| q.committed)
     }
 
-    /// The first entry, if a reader can take it.
-    pub(crate) fn peek(&self) -> Option<&Entry> {
-        let queued = self.entries.values().next()?;
-        if queued.committed {
-            queued.entry.as_ref()
-        } else {
-            None
+    /// The first entry, if a reader can take it, and whether another entry
+    /// of the same transaction follows it.
+    ///
+    /// All entries a transaction has in one queue are committed at the same
+    /// time and sort next to each other; while one of them is still staged,
+    /// it sorts before the committed ones (its tentative time is below the
+    /// commit time), so the queue is not readable.  Hence the entry after
+    /// a readable first entry tells whether the transaction continues.
+    pub(crate) fn peek(&self) -> Option<(&Entry, bool)> {
+        let mut entries = self.entries.iter();
+        let (stamp, queued) = entries.next()?;
+        if !queued.committed {
+            return None;
         }
+        let entry = queued.entry.as_ref()?;
+        let continues = entries
+            .next()
+            .is_some_and(|(next, _)| next.same_transaction(stamp));
+        Some((entry, continues))
     }
 
     /// Removes the first entry if it is committed.  The caller drops the
     /// returned node after releasing the queue lock.
-    pub(crate) fn pop(&mut self) -> Option<RBTreeNode<Stamp, QueuedEntry>> {
+    pub(crate) fn pop(&mut self) -> Option<Removed> {
         let cursor = self.entries.cursor_front_mut()?;
         if !cursor.current().1.committed {
             return None;

@@ -11,7 +11,15 @@
 
 use kernel::{prelude::*, uapi};
 
-use crate::{peer::ID_INVALID, peer_file::peer_from_fd, user};
+use crate::{peer::ID_INVALID, peer_file::peer_from_fd, transaction::Outcome, user};
+
+/// Whether `ids` names something twice.
+fn has_duplicates(ids: &[u64]) -> Result<bool> {
+    let mut sorted = KVVec::with_capacity(ids.len(), GFP_KERNEL)?;
+    sorted.extend_from_slice(ids, GFP_KERNEL)?;
+    sorted.sort_unstable();
+    Ok(sorted.windows(2).any(|w| w[0] == w[1]))
+}
 
 /// `bus1_node_create(2)`.
 pub(crate) fn node_create(peer: i32, id_ptr: u64, flags: u32) -> Result<i32> {
@@ -69,10 +77,7 @@ pub(crate) fn nodes_destroy(peer: i32, ids_ptr: u64, n_ids: u32, flags: u32) -> 
     }
     let (peer, _) = peer_from_fd(peer)?;
     let ids = user::read_u64s(ids_ptr, n_ids as usize)?;
-    let mut sorted = KVec::with_capacity(ids.len(), GFP_KERNEL)?;
-    sorted.extend_from_slice(&ids, GFP_KERNEL)?;
-    sorted.sort_unstable();
-    if sorted.windows(2).any(|w| w[0] == w[1]) {
+    if has_duplicates(&ids)? {
         return Err(ENOTUNIQ);
     }
     peer.destroy(&ids)?;
@@ -84,7 +89,17 @@ const MSG_VECS: usize = 0;
 const MSG_N_VECS: usize = 1;
 const MSG_HANDLES: usize = 2;
 const MSG_N_HANDLES: usize = 3;
-const MSG_WORDS: usize = 4;
+const MSG_ERRORS: usize = 4;
+const MSG_WORDS: usize = 5;
+
+/// The errno reported for each destination in `bus1_message.errors`.
+fn errno_of(outcome: Outcome) -> i32 {
+    match outcome {
+        Outcome::Delivered => 0,
+        Outcome::Cancelled => -ECANCELED.to_errno(),
+        Outcome::Refused(e) => -e.to_errno(),
+    }
+}
 
 /// `bus1_send(2)`.
 pub(crate) fn send(
@@ -95,9 +110,11 @@ pub(crate) fn send(
     msg_size: usize,
     flags: u32,
 ) -> Result<i32> {
-    if flags != 0 || n_dsts == 0 || n_dsts > uapi::BUS1_DESTINATIONS_MAX {
+    if flags & !uapi::BUS1_SEND_CONTINUE != 0 || n_dsts == 0 || n_dsts > uapi::BUS1_DESTINATIONS_MAX
+    {
         return Err(EINVAL);
     }
+    let partial = flags & uapi::BUS1_SEND_CONTINUE != 0;
     let (peer, _) = peer_from_fd(peer)?;
     let msg: [u64; MSG_WORDS] =
         user::read_struct(msg_ptr, msg_size, uapi::BUS1_MESSAGE_SIZE_VER0 as usize)?;
@@ -105,10 +122,28 @@ pub(crate) fn send(
         return Err(EINVAL);
     }
     let dsts = user::read_u64s(dsts_ptr, n_dsts as usize)?;
+    if has_duplicates(&dsts)? {
+        return Err(ENOTUNIQ);
+    }
+    let mut outcomes = KVVec::from_elem(Outcome::Cancelled, dsts.len(), GFP_KERNEL)?;
+    let mut errnos = KVVec::from_elem(errno_of(Outcome::Cancelled), dsts.len(), GFP_KERNEL)?;
+    let errors_ptr = msg[MSG_ERRORS];
+    if errors_ptr != 0 {
+        // Written before anything happens, so that a bad address fails
+        // the call without effect; "cancelled" until told otherwise.
+        user::write_i32s(errors_ptr, &errnos)?;
+    }
     let handles = user::read_u64s(msg[MSG_HANDLES], msg[MSG_N_HANDLES] as usize)?;
     let payload = user::gather(msg[MSG_VECS], msg[MSG_N_VECS])?;
-    peer.send(dsts[0], payload, &handles)?;
-    Ok(0)
+    let sent = peer.send(&dsts, payload, &handles, partial, &mut outcomes);
+    if errors_ptr != 0 {
+        for (errno, outcome) in errnos.iter_mut().zip(outcomes.iter()) {
+            *errno = errno_of(*outcome);
+        }
+        user::write_i32s(errors_ptr, &errnos)?;
+    }
+    // At most BUS1_DESTINATIONS_MAX.
+    Ok(sent? as i32)
 }
 
 /// Words of `struct bus1_recv`.
@@ -136,7 +171,11 @@ pub(crate) fn recv(peer: i32, args_ptr: u64, args_size: usize, flags: u32) -> Re
             msg.payload.len() as u64,
             msg.kind,
             msg.id,
-            0,
+            if msg.continues {
+                u64::from(uapi::BUS1_RECV_FLAG_CONTINUE)
+            } else {
+                0
+            },
         ];
         if msg.payload.len() > room || msg.n_handles as u64 > handle_room {
             // Report what is needed; the message stays queued.

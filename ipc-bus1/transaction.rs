@@ -5,20 +5,187 @@
 //! A transaction that puts entries into more than one queue goes through
 //! the four steps described in `queue.rs`: stage everywhere, pick a commit
 //! time above every tentative time, raise every destination's clock to it,
-//! then commit everywhere.  Node destruction is such a transaction: the
-//! owner and every holder of a handle get a destruction notification, all
-//! with the same commit time, so that every peer sees the destruction at
-//! the same place relative to every other transaction.
+//! then commit everywhere.  Every entry of one transaction has its own
+//! `part` number, which keeps the stamps of two entries in the same queue
+//! apart.
 //!
-//! Every entry of one transaction has its own `part` number, which keeps
-//! the stamps of two entries in the same queue apart.
+//! A message sent to several nodes (a multicast) is such a transaction.  A
+//! destination refuses the message when its node is destroyed or its owner
+//! is gone; this is checked when staging and again when raising the clock,
+//! under the destination's queue lock.  Without `partial`, the first
+//! refusal makes the whole transaction give up: what was staged is taken
+//! back, nothing was committed yet, so nobody ever sees the message.  With
+//! `partial`, only the refusing destinations are dropped.  The in-flight
+//! handle references the message carries are taken only after the last
+//! check, when nothing can fail any more, so a failed send leaves no trace
+//! (not even a release notification).
 //!
-//! The slots of all these notifications were allocated in advance (see
-//! `node.rs`), so a destruction cannot fail, not even on peer close.
+//! Node destruction is a transaction too: the owner and every holder of a
+//! handle get a destruction notification, all with the same commit time,
+//! so that every peer sees the destruction at the same place relative to
+//! every other transaction.  The slots of all these notifications were
+//! allocated in advance (see `node.rs`), so a destruction cannot fail, not
+//! even on peer close.
 
-use kernel::sync::Arc;
+use kernel::{
+    prelude::*,
+    sync::{Arc, UniqueArc},
+};
 
-use crate::{message::Entry, node::Node, peer::Peer, queue::Stamp};
+use crate::{
+    message::{Entry, Message},
+    node::Node,
+    peer::Peer,
+    queue::{Slot, Stamp},
+};
+
+/// What happened to the message at one destination.
+#[derive(Clone, Copy)]
+pub(crate) enum Outcome {
+    /// Not delivered: the send failed as a whole.
+    Cancelled,
+    /// Queued at the destination.
+    Delivered,
+    /// The destination refused it.
+    Refused(Error),
+}
+
+/// One destination of a message.
+pub(crate) struct Delivery {
+    /// Position of the destination in the caller's array.
+    pub(crate) index: usize,
+    pub(crate) node: Arc<Node>,
+    pub(crate) slot: Option<Slot>,
+    staged: Option<Stamp>,
+}
+
+impl Delivery {
+    pub(crate) fn new(index: usize, node: Arc<Node>, slot: Slot) -> Self {
+        Self {
+            index,
+            node,
+            slot: Some(slot),
+            staged: None,
+        }
+    }
+}
+
+/// A node whose handle a message carries, with a spare slot for a release
+/// notification in case the in-flight reference is the node's first.
+pub(crate) type Carried = (Arc<Node>, Option<Slot>);
+
+/// Takes back everything `deliveries` staged.
+fn give_up(deliveries: &mut [Delivery]) {
+    for d in deliveries.iter_mut() {
+        if let Some(staged) = d.staged.take() {
+            d.node.owner.unstage(staged);
+        }
+    }
+}
+
+/// Sends `message` from `sender` to every destination in `deliveries` in
+/// one transaction; `carried` are the nodes of the handles it carries.
+/// Records the outcome of each destination in `outcomes` and returns how
+/// many got the message; fails (with no effect) if a destination refuses
+/// and not `partial`, or if none took it.
+pub(crate) fn send(
+    sender: &Peer,
+    deliveries: &mut [Delivery],
+    mut message: UniqueArc<Message>,
+    carried: &mut [Carried],
+    partial: bool,
+    outcomes: &mut [Outcome],
+) -> Result<usize> {
+    let seq = sender.next_seq();
+    // One destination: the tentative stamp is the final one (its clock is
+    // raised with the staging), so steps 2 and 3 fall away.
+    let single = deliveries.len() == 1;
+    let mut first_refusal = None;
+    let mut refuse = |d: &mut Delivery, outcomes: &mut [Outcome]| {
+        outcomes[d.index] = Outcome::Refused(EHOSTUNREACH);
+        first_refusal.get_or_insert(EHOSTUNREACH);
+        !partial
+    };
+
+    // 1. Stage.
+    let mut max_time = 0;
+    for part in 0..deliveries.len() {
+        let d = &mut deliveries[part];
+        let Some(slot) = d.slot.take() else {
+            continue;
+        };
+        let staged =
+            d.node
+                .owner
+                .stage_message(&d.node, sender.id(), seq, part as u64, slot, single);
+        match staged {
+            Ok(stamp) => {
+                max_time = max_time.max(stamp.time);
+                d.staged = Some(stamp);
+            }
+            Err(slot) => {
+                drop(slot);
+                if refuse(d, outcomes) {
+                    give_up(deliveries);
+                    return Err(EHOSTUNREACH);
+                }
+            }
+        }
+    }
+
+    // 2. The commit time, above every tentative one.
+    // 3. Raise every clock before the first commit, checking again that
+    //    the destination is alive.
+    let time = if single {
+        max_time
+    } else {
+        let time = max_time + 1;
+        for i in 0..deliveries.len() {
+            let d = &mut deliveries[i];
+            let Some(staged) = d.staged else {
+                continue;
+            };
+            if !d.node.owner.confirm(&d.node, staged, time) {
+                d.staged = None;
+                if refuse(d, outcomes) {
+                    give_up(deliveries);
+                    return Err(EHOSTUNREACH);
+                }
+            }
+        }
+        time
+    };
+
+    let delivered = deliveries.iter().filter(|d| d.staged.is_some()).count();
+    if delivered == 0 {
+        return Err(first_refusal.unwrap_or(EHOSTUNREACH));
+    }
+
+    // Nothing can fail from here on: take the in-flight references.
+    for (node, spare) in carried.iter_mut() {
+        // The capacity was reserved with the message.
+        if let Err(e) = message
+            .handles
+            .push_within_capacity(node.get_inflight(spare))
+        {
+            drop(e);
+        }
+    }
+    let message: Arc<Message> = message.into();
+
+    // 4. Commit.
+    for d in deliveries.iter_mut() {
+        if let Some(staged) = d.staged.take() {
+            let entry = Entry::Data {
+                id: d.node.id,
+                message: message.clone(),
+            };
+            d.node.owner.commit(staged, time, entry);
+            outcomes[d.index] = Outcome::Delivered;
+        }
+    }
+    Ok(delivered)
+}
 
 /// Destroys nodes of `owner` in one transaction.  `each` calls its argument
 /// for every node to destroy; it is called once per step.  The caller has
@@ -48,14 +215,7 @@ where
         state.destroy_stamp = match state.destroy_slot.take() {
             Some(slot) => {
                 part += 1;
-                note(owner.stage(
-                    sender,
-                    seq,
-                    part,
-                    Entry::NodeDestroy { id: node.id },
-                    slot,
-                    Some(node),
-                ))
+                note(owner.stage(sender, seq, part, slot, Some(node)))
             }
             None => {
                 node.mark_destroyed();
@@ -65,14 +225,7 @@ where
         for holder in state.holders.iter_mut() {
             if let Some(slot) = holder.slot.take() {
                 part += 1;
-                holder.staged = note(holder.peer.stage(
-                    sender,
-                    seq,
-                    part,
-                    Entry::NodeDestroy { id: holder.id },
-                    slot,
-                    None,
-                ));
+                holder.staged = note(holder.peer.stage(sender, seq, part, slot, None));
             }
         }
     });
@@ -99,11 +252,13 @@ where
             return;
         };
         if let Some(staged) = state.destroy_stamp {
-            owner.commit(staged, time);
+            owner.commit(staged, time, Entry::NodeDestroy { id: node.id });
         }
         for holder in state.holders.iter() {
             if let Some(staged) = holder.staged {
-                holder.peer.commit(staged, time);
+                holder
+                    .peer
+                    .commit(staged, time, Entry::NodeDestroy { id: holder.id });
             }
         }
         drop(nodes.remove(&node.id));

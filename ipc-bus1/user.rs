@@ -79,6 +79,12 @@ pub(crate) fn write_u64s(addr: u64, words: &[u64]) -> Result {
         .write_slice(words.as_bytes())
 }
 
+pub(crate) fn write_i32s(addr: u64, values: &[i32]) -> Result {
+    user(addr, size_of_val(values))
+        .writer()
+        .write_slice(values.as_bytes())
+}
+
 /// Reads `n` `struct bus1_vec` (base, length) and checks their total.
 pub(crate) fn read_vecs(addr: u64, n: u64) -> Result<(KVec<u64>, usize)> {
     if n > u64::from(uapi::BUS1_VECS_MAX) {

@@ -139,13 +139,16 @@ fi
 # the bus1 kernel) and run the in-kernel test binary in it; every libtest
 # result counts as one test.
 run_kernel_tests() {
-	local label=$1 variant=$2 status=0 start=$SECONDS out kpass kfail
+	local label=$1 variant=$2 status=0 start=$SECONDS out kpass kfail stats
 	shift 2
 	out=$logs/kernel-tests${variant:+-$variant}.log
+	# The guest can write to /tmp only.
+	stats=$(mktemp /tmp/bus1-stats.XXXXXX)
 	log "booting the ${variant:-bus1} kernel for $label"
 	"$BUS1_ROOT/scripts/boot.sh" ${variant:+--variant "$variant"} -- \
-		"$test_bin" --test-threads=1 "$@" >"$out" 2>&1 || status=$?
+		env BUS1_STATS_FILE="$stats" "$test_bin" --test-threads=1 "$@" >"$out" 2>&1 || status=$?
 	grep -E '^test .* \.\.\. ' "$out" | sed "s/^test /$label: /"
+	if [ -s "$stats" ]; then sed "s/^/$label: measured: /" "$stats"; fi
 	kpass=$(grep -cE '^test .* \.\.\. ok$' "$out" || true)
 	kfail=$(grep -cE '^test .* \.\.\. FAILED$' "$out" || true)
 	passed=$((passed + kpass))
@@ -159,6 +162,7 @@ run_kernel_tests() {
 		failures+=("$label: boot and run (exit $status)")
 		tail -n 60 "$out" | sed 's/^/      | /'
 	fi
+	rm -f "$stats"
 	echo "$label: $kpass passed, $kfail failed, boot+run $((SECONDS - start))s"
 }
 

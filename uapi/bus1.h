@@ -19,7 +19,9 @@
  *  - Structures contain only fixed-size fields, naturally aligned, and
  *    pointers are carried as __u64, so 32-bit and 64-bit callers share one
  *    layout and no compat translation is needed.
- *  - A call that fails has no visible effect.
+ *  - A call that fails has no visible effect, apart from the reports it
+ *    documents (the sizes bus1_recv() needs, the per-destination errors of
+ *    bus1_send()).
  */
 #ifndef _UAPI_LINUX_BUS1_H
 #define _UAPI_LINUX_BUS1_H
@@ -71,7 +73,7 @@
  * BUS1_PAYLOAD_MAX:		payload bytes of one message.
  */
 #define BUS1_NODES_DESTROY_MAX	1024
-#define BUS1_DESTINATIONS_MAX	1
+#define BUS1_DESTINATIONS_MAX	1024
 #define BUS1_VECS_MAX		1024
 #define BUS1_HANDLES_MAX	256
 #define BUS1_PAYLOAD_MAX	(1U << 22)
@@ -139,23 +141,44 @@ struct bus1_vec {
  * @handles:	address of an array of __u64 ids (handles or owned nodes)
  *		of the sender; the receiver gets a handle to each node
  * @n_handles:	number of entries in @handles, at most BUS1_HANDLES_MAX
+ * @errors:	address of an array of n_destinations __s32, or 0; receives
+ *		one errno value per destination (see below)
  *
  * int bus1_send(int peer, const __u64 *destinations,
  *		 unsigned int n_destinations,
  *		 const struct bus1_message *message, size_t size,
  *		 unsigned int flags);
  *
- * Sends one message through each handle (or owned node) in @destinations.
- * No flags are defined yet.
+ * Sends the message through each handle (or owned node) in @destinations,
+ * at most BUS1_DESTINATIONS_MAX, no id twice (ENOTUNIQ), as one
+ * transaction: every pair of transactions is received in the same order
+ * by all peers that receive both.  Returns the number of destinations the
+ * message was queued on.
+ *
+ * Without flags the send is all or nothing: if any destination refuses
+ * the message, the call fails with that destination's errno and nothing
+ * is queued anywhere.
+ *
+ * BUS1_SEND_CONTINUE:	queue the message on every destination that takes
+ *			it; the call fails only if none does.
+ *
+ * A destination refuses with ENXIO (the sender has no such id) or
+ * EHOSTUNREACH (the node is destroyed, or its owner is gone).  When @errors
+ * is set, it is written before anything else happens, and on return holds
+ * for each destination 0 (queued), the errno of its refusal, or ECANCELED
+ * (not queued because the call failed as a whole).
  */
 struct bus1_message {
 	__u64 vecs;
 	__u64 n_vecs;
 	__u64 handles;
 	__u64 n_handles;
+	__u64 errors;
 };
 
-#define BUS1_MESSAGE_SIZE_VER0	32
+#define BUS1_SEND_CONTINUE	(1U << 0)
+
+#define BUS1_MESSAGE_SIZE_VER0	40
 
 /**
  * struct bus1_recv - what bus1_recv() receives into
@@ -168,14 +191,20 @@ struct bus1_message {
  * @id:		out: the receiver's id the message arrived on (its node for
  *		BUS1_MSG_DATA and BUS1_MSG_NODE_RELEASE; its handle or node for
  *		BUS1_MSG_NODE_DESTROY)
- * @flags:	out: none defined yet, always 0
+ * @flags:	out: BUS1_RECV_FLAG_*
  *
  * int bus1_recv(int peer, struct bus1_recv *args, size_t size,
  *		 unsigned int flags);
  *
  * Dequeues the next message.  When the payload or the handles do not fit,
  * fails with EMSGSIZE, reports the sizes needed in @n_bytes and
- * @n_handles, and leaves the message queued.  No flags are defined yet.
+ * @n_handles, and leaves the message queued.  No flags are defined yet
+ * for the call.
+ *
+ * BUS1_RECV_FLAG_CONTINUE:	the next entry in the queue belongs to the same
+ *				transaction (a message sent to several nodes of
+ *				this peer, or nodes destroyed together), so the
+ *				receiver can take them as one batch.
  */
 struct bus1_recv {
 	__u64 vecs;
@@ -189,5 +218,7 @@ struct bus1_recv {
 };
 
 #define BUS1_RECV_SIZE_VER0	64
+
+#define BUS1_RECV_FLAG_CONTINUE	(1ULL << 0)
 
 #endif /* _UAPI_LINUX_BUS1_H */

@@ -39,15 +39,19 @@ pub mod sys {
 
     pub const BUS1_ID_INVALID: u64 = u64::MAX;
     pub const BUS1_NODES_DESTROY_MAX: u32 = 1024;
-    pub const BUS1_DESTINATIONS_MAX: u32 = 1;
+    pub const BUS1_DESTINATIONS_MAX: u32 = 1024;
     pub const BUS1_VECS_MAX: u32 = 1024;
     pub const BUS1_HANDLES_MAX: u32 = 256;
     pub const BUS1_PAYLOAD_MAX: u32 = 1 << 22;
     pub const BUS1_MSG_DATA: u64 = 1;
     pub const BUS1_MSG_NODE_DESTROY: u64 = 2;
     pub const BUS1_MSG_NODE_RELEASE: u64 = 3;
-    pub const BUS1_MESSAGE_SIZE_VER0: usize = 32;
+    pub const BUS1_MESSAGE_SIZE_VER0: usize = 40;
     pub const BUS1_RECV_SIZE_VER0: usize = 64;
+    /// `bus1_send()` flag: deliver to every destination that takes it.
+    pub const BUS1_SEND_CONTINUE: u32 = 1 << 0;
+    /// `bus1_recv.flags`: the next entry belongs to the same transaction.
+    pub const BUS1_RECV_FLAG_CONTINUE: u64 = 1 << 0;
 
     /// `struct bus1_vec`.
     #[repr(C)]
@@ -65,6 +69,7 @@ pub mod sys {
         pub n_vecs: u64,
         pub handles: u64,
         pub n_handles: u64,
+        pub errors: u64,
     }
 
     /// `struct bus1_recv`.
@@ -118,6 +123,15 @@ pub struct Received {
     pub n_bytes: usize,
     /// Handles (written to the handle array).
     pub n_handles: usize,
+    /// `BUS1_RECV_FLAG_*`.
+    pub flags: u64,
+}
+
+impl Received {
+    /// Whether the next entry belongs to the same transaction.
+    pub fn continues(&self) -> bool {
+        self.flags & sys::BUS1_RECV_FLAG_CONTINUE != 0
+    }
 }
 
 /// Flags for [`Peer::open`].
@@ -213,6 +227,21 @@ impl Peer {
     /// `bus1_send()` of `parts` (the payload, concatenated) and `handles`
     /// to the node or handle `dst`.
     pub fn send(&self, dst: u64, parts: &[&[u8]], handles: &[u64]) -> Result<(), Errno> {
+        self.multicast(&[dst], parts, handles, 0, None).map(drop)
+    }
+
+    /// `bus1_send()` to every id in `dsts` in one transaction, with `flags`
+    /// (`BUS1_SEND_CONTINUE`); `errors`, if given, receives one errno per
+    /// destination (0 for delivered).  Returns the number of destinations
+    /// the message was queued on.
+    pub fn multicast(
+        &self,
+        dsts: &[u64],
+        parts: &[&[u8]],
+        handles: &[u64],
+        flags: u32,
+        errors: Option<&mut [i32]>,
+    ) -> Result<usize, Errno> {
         let vecs: Vec<sys::Bus1Vec> = parts
             .iter()
             .map(|p| sys::Bus1Vec {
@@ -220,15 +249,22 @@ impl Peer {
                 len: p.len() as u64,
             })
             .collect();
+        let errors = match errors {
+            Some(errors) => {
+                assert!(errors.len() >= dsts.len(), "one errno per destination");
+                errors.as_mut_ptr() as u64
+            }
+            None => 0,
+        };
         let msg = sys::Bus1Message {
             vecs: vecs.as_ptr() as u64,
             n_vecs: vecs.len() as u64,
             handles: handles.as_ptr() as u64,
             n_handles: handles.len() as u64,
+            errors,
         };
-        let dsts = [dst];
         // SAFETY: every pointer is valid for the lengths given with it.
-        unsafe { self.send_raw(&dsts, &msg, std::mem::size_of_val(&msg)) }
+        unsafe { self.send_raw(dsts, &msg, std::mem::size_of_val(&msg), flags) }
     }
 
     /// `bus1_send()` with a caller-built message structure.
@@ -242,7 +278,8 @@ impl Peer {
         dsts: &[u64],
         msg: *const sys::Bus1Message,
         size: usize,
-    ) -> Result<(), Errno> {
+        flags: u32,
+    ) -> Result<usize, Errno> {
         // SAFETY: passed on from the caller.
         unsafe {
             sys::call(
@@ -253,11 +290,10 @@ impl Peer {
                     dsts.len(),
                     msg as usize,
                     size,
-                    0,
+                    flags as usize,
                 ],
             )
-        }?;
-        Ok(())
+        }
     }
 
     /// `bus1_recv()` into `buf` and `handles`.  On `EMSGSIZE` the sizes
@@ -281,6 +317,7 @@ impl Peer {
             id: args.id,
             n_bytes: args.n_bytes as usize,
             n_handles: args.n_handles as usize,
+            flags: args.flags,
         };
         match res {
             Ok(()) => Ok(received),
@@ -389,6 +426,8 @@ mod tests {
             ("BUS1_MSG_NODE_RELEASE", BUS1_MSG_NODE_RELEASE),
             ("BUS1_MESSAGE_SIZE_VER0", BUS1_MESSAGE_SIZE_VER0 as u64),
             ("BUS1_RECV_SIZE_VER0", BUS1_RECV_SIZE_VER0 as u64),
+            ("BUS1_SEND_CONTINUE", BUS1_SEND_CONTINUE as u64),
+            ("BUS1_RECV_FLAG_CONTINUE", BUS1_RECV_FLAG_CONTINUE),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))

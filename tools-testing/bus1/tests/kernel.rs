@@ -15,6 +15,7 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, fork};
 
 mod messaging;
+mod multicast;
 
 const DEBUGFS: &str = "/sys/kernel/debug";
 const TRACEFS: &str = "/sys/kernel/tracing";
@@ -50,6 +51,23 @@ fn fd_link(fd: i32) -> String {
         .unwrap()
         .to_string_lossy()
         .into_owned()
+}
+
+/// Records a measurement: appended to the file `BUS1_STATS_FILE` names
+/// (scripts/test.sh shows it next to the results), else printed.
+pub(crate) fn report(line: &str) {
+    use std::io::Write;
+    match std::env::var_os("BUS1_STATS_FILE") {
+        Some(path) => {
+            let mut file = fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(path)
+                .unwrap();
+            writeln!(file, "{line}").unwrap();
+        }
+        None => println!("{line}"),
+    }
 }
 
 /// Runs `child` in a forked process and returns its exit code.

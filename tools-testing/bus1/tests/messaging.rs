@@ -10,12 +10,12 @@ use bus1::{BUS1_OPEN_NONBLOCK, Errno, Peer, Received};
 
 use super::{in_child, live_objects};
 
-fn peer() -> Peer {
+pub(crate) fn peer() -> Peer {
     Peer::open(BUS1_OPEN_NONBLOCK).unwrap()
 }
 
 /// Receives one message that must fit into 4 KiB and 16 handles.
-fn recv(p: &Peer) -> (Received, Vec<u8>, Vec<u64>) {
+pub(crate) fn recv(p: &Peer) -> (Received, Vec<u8>, Vec<u64>) {
     let mut buf = vec![0u8; 4096];
     let mut handles = vec![0u64; 16];
     let r = p.recv(&mut buf, &mut handles).map_err(|(e, _)| e).unwrap();
@@ -24,7 +24,7 @@ fn recv(p: &Peer) -> (Received, Vec<u8>, Vec<u64>) {
     (r, buf, handles)
 }
 
-fn recv_err(p: &Peer) -> Errno {
+pub(crate) fn recv_err(p: &Peer) -> Errno {
     let mut buf = [0u8; 64];
     p.recv(&mut buf, &mut [])
         .map(|r| panic!("unexpected {r:?}"))
@@ -33,13 +33,13 @@ fn recv_err(p: &Peer) -> Errno {
 }
 
 /// A node on `owner` and a handle to it on `holder`.
-fn connect(owner: &Peer, holder: &Peer) -> (u64, u64) {
+pub(crate) fn connect(owner: &Peer, holder: &Peer) -> (u64, u64) {
     let node = owner.create_node().unwrap();
     let handle = owner.transfer(node, Some(holder)).unwrap();
     (node, handle)
 }
 
-fn counts() -> (i64, i64, i64) {
+pub(crate) fn counts() -> (i64, i64, i64) {
     (
         live_objects("peers"),
         live_objects("nodes"),
@@ -344,7 +344,8 @@ fn every_call_rejects_unknown_flags() {
     let mut args = sys::Bus1Recv::default();
     let nodes = [node];
     let dsts = [handle];
-    for flag in [1usize, 1 << 7, 1 << 31] {
+    // Bit 0 is BUS1_SEND_CONTINUE; no call knows the others.
+    for flag in [1usize << 1, 1 << 7, 1 << 31] {
         let calls: [(usize, [usize; 6]); 6] = [
             (sys::nr::BUS1_NODE_CREATE, [o, idp, flag, 0, 0, 0]),
             (
@@ -366,7 +367,7 @@ fn every_call_rejects_unknown_flags() {
                     dsts.as_ptr() as usize,
                     1,
                     &msg as *const _ as usize,
-                    32,
+                    sys::BUS1_MESSAGE_SIZE_VER0,
                     flag,
                 ],
             ),
@@ -533,34 +534,41 @@ fn bad_arguments_fail_without_effect() {
             n_handles: 257,
             ..Default::default()
         };
-        assert_eq!(holder.send_raw(&[handle], &msg, 32), Err(Errno::EINVAL));
+        let v0 = sys::BUS1_MESSAGE_SIZE_VER0;
+        assert_eq!(holder.send_raw(&[handle], &msg, v0, 0), Err(Errno::EINVAL));
         let msg = sys::Bus1Message {
             n_vecs: 1025,
             ..Default::default()
         };
-        assert_eq!(holder.send_raw(&[handle], &msg, 32), Err(Errno::EINVAL));
+        assert_eq!(holder.send_raw(&[handle], &msg, v0, 0), Err(Errno::EINVAL));
+        let empty = sys::Bus1Message::default();
         assert_eq!(
-            holder.send_raw(&[handle, handle], &sys::Bus1Message::default(), 32),
-            Err(Errno::EINVAL)
+            holder.send_raw(&[handle, handle], &empty, v0, 0),
+            Err(Errno::ENOTUNIQ)
         );
+        assert_eq!(holder.send_raw(&[], &empty, v0, 0), Err(Errno::EINVAL));
+        let too_many = vec![handle; sys::BUS1_DESTINATIONS_MAX as usize + 1];
         assert_eq!(
-            holder.send_raw(&[], &sys::Bus1Message::default(), 32),
+            holder.send_raw(&too_many, &empty, v0, 0),
             Err(Errno::EINVAL)
         );
         // Struct sizes: too small, and unknown non-zero tails.
         assert_eq!(
-            holder.send_raw(&[handle], &sys::Bus1Message::default(), 24),
+            holder.send_raw(&[handle], &empty, v0 - 8, 0),
             Err(Errno::EINVAL)
         );
         let mut big = [0u64; 8];
-        assert_eq!(holder.send_raw(&[handle], big.as_ptr().cast(), 64), Ok(()));
+        assert_eq!(
+            holder.send_raw(&[handle], big.as_ptr().cast(), 64, 0),
+            Ok(1)
+        );
         big[6] = 1;
         assert_eq!(
-            holder.send_raw(&[handle], big.as_ptr().cast(), 64),
+            holder.send_raw(&[handle], big.as_ptr().cast(), 64, 0),
             Err(Errno::E2BIG)
         );
         assert_eq!(
-            holder.send_raw(&[handle], bad_ptr as *const _, 32),
+            holder.send_raw(&[handle], bad_ptr as *const _, v0, 0),
             Err(Errno::EFAULT)
         );
         let msg = sys::Bus1Message {
@@ -568,7 +576,12 @@ fn bad_arguments_fail_without_effect() {
             vecs: bad_ptr as u64,
             ..Default::default()
         };
-        assert_eq!(holder.send_raw(&[handle], &msg, 32), Err(Errno::EFAULT));
+        assert_eq!(holder.send_raw(&[handle], &msg, v0, 0), Err(Errno::EFAULT));
+        let msg = sys::Bus1Message {
+            errors: bad_ptr as u64,
+            ..Default::default()
+        };
+        assert_eq!(holder.send_raw(&[handle], &msg, v0, 0), Err(Errno::EFAULT));
         let mut args = sys::Bus1Recv::default();
         assert_eq!(owner.recv_raw(&mut args, 8), Err(Errno::EINVAL));
         assert_eq!(owner.recv_raw(bad_ptr as *mut _, 64), Err(Errno::EFAULT));
