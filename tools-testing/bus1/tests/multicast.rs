@@ -27,9 +27,12 @@ const ENXIO: i32 = Errno::ENXIO as i32;
 const UNKNOWN_ID: u64 = 1 << 40;
 
 /// `n` owners, each with a node, and a sender holding a handle to each.
+///
+/// The owners have lower peer ids than the sender, so that where stamps tie
+/// their own transactions (destructions) sort before the sender's.
 fn fan_out(n: usize) -> (Peer, Vec<Peer>, Vec<u64>, Vec<u64>) {
-    let sender = peer();
     let owners: Vec<Peer> = (0..n).map(|_| peer()).collect();
+    let sender = peer();
     let (nodes, handles) = owners.iter().map(|o| connect(o, &sender)).unzip();
     (sender, owners, nodes, handles)
 }
@@ -236,72 +239,83 @@ fn event_of(data: &[u8]) -> u64 {
     u64::from_ne_bytes(data[..8].try_into().unwrap())
 }
 
+/// A multicast to many nodes, the first of which is destroyed while it is
+/// being sent: each send is all or nothing (or, with BUS1_SEND_CONTINUE,
+/// everything but the destroyed node), and the destroyed node's owner gets
+/// nothing after its destruction notification.
 #[test]
 fn multicast_is_atomic_against_a_concurrent_destruction() {
-    const SENDS: u64 = 400;
+    const WIDTH: usize = 16;
+    const SENDS: u64 = 60;
+    const SCENARIOS: usize = 10;
+    let mut refused_late = 0;
     for flags in [0, BUS1_SEND_CONTINUE] {
-        let (sender, owners, nodes, handles) = fan_out(2);
-        let sent = AtomicUsize::new(0);
-        let results = thread::scope(|s| {
-            s.spawn(|| {
-                while sent.load(SeqCst) < SENDS as usize / 2 {
-                    thread::yield_now();
-                }
-                owners[1].destroy(&[nodes[1]]).unwrap();
+        for _ in 0..SCENARIOS {
+            let (sender, owners, nodes, handles) = fan_out(WIDTH);
+            let sent = AtomicUsize::new(0);
+            let results = thread::scope(|s| {
+                s.spawn(|| {
+                    while sent.load(SeqCst) < SENDS as usize / 2 {
+                        thread::yield_now();
+                    }
+                    owners[0].destroy(&[nodes[0]]).unwrap();
+                });
+                (0..SENDS)
+                    .map(|k| {
+                        let mut errors = [-1; WIDTH];
+                        let payload = k.to_ne_bytes();
+                        let r =
+                            sender.multicast(&handles, &[&payload], &[], flags, Some(&mut errors));
+                        sent.fetch_add(1, SeqCst);
+                        (r, errors)
+                    })
+                    .collect::<Vec<_>>()
             });
-            (0..SENDS)
-                .map(|k| {
-                    let mut errors = [-1; 2];
-                    let r = sender.multicast(
-                        &handles,
-                        &[&k.to_ne_bytes()],
-                        &[],
-                        flags,
-                        Some(&mut errors),
-                    );
-                    sent.fetch_add(1, SeqCst);
-                    (r, errors)
-                })
-                .collect::<Vec<_>>()
-        });
-        // What each destination should have, from the sender's view.
-        let mut expected = [vec![], vec![]];
-        for (k, (r, errors)) in results.iter().enumerate() {
-            let k = k as u64;
-            match (flags, r, errors) {
-                (_, Ok(2), [0, 0]) => {
-                    expected[0].push(k);
-                    expected[1].push(k);
+            // What each destination should have, from the sender's view.
+            let (mut to_doomed, mut to_others) = (vec![], vec![]);
+            for (k, (r, errors)) in results.iter().enumerate() {
+                let k = k as u64;
+                let others_ok = errors[1..].iter().all(|&e| e == 0);
+                let others_cancelled = errors[1..].iter().all(|&e| e == ECANCELED);
+                match (flags, r, errors[0]) {
+                    (_, Ok(n), 0) if *n == WIDTH && others_ok => {
+                        to_doomed.push(k);
+                        to_others.push(k);
+                    }
+                    (0, Err(Errno::EHOSTUNREACH), EHOSTUNREACH) if others_cancelled => {}
+                    (BUS1_SEND_CONTINUE, Ok(n), EHOSTUNREACH) if *n == WIDTH - 1 && others_ok => {
+                        to_others.push(k)
+                    }
+                    _ => panic!("send {k} with flags {flags}: {r:?} {errors:?}"),
                 }
-                (0, Err(Errno::EHOSTUNREACH), [ECANCELED, EHOSTUNREACH]) => {}
-                (BUS1_SEND_CONTINUE, Ok(1), [0, EHOSTUNREACH]) => expected[0].push(k),
-                other => panic!("send {k} with flags {flags}: {other:?}"),
             }
-        }
-        assert!(
-            expected[1].len() < SENDS as usize,
-            "the destruction happened"
-        );
-        for (i, owner) in owners.iter().enumerate() {
+            assert!(to_doomed.len() < SENDS as usize, "the destruction happened");
             let mut got = vec![];
             loop {
-                let (r, data, _) = recv(owner);
+                let (r, data, _) = recv(&owners[0]);
                 if r.kind == BUS1_MSG_NODE_DESTROY {
                     break;
                 }
                 got.push(event_of(&data));
-                if i == 0 && got.len() == expected[0].len() {
-                    break;
-                }
             }
-            assert_eq!(got, expected[i], "destination {i}, flags {flags}");
+            assert_eq!(got, to_doomed, "destroyed destination, flags {flags}");
             assert_eq!(
-                recv_err(owner),
+                recv_err(&owners[0]),
                 Errno::EAGAIN,
                 "nothing after the destruction"
             );
+            for owner in &owners[1..] {
+                let got: Vec<u64> = to_others.iter().map(|_| event_of(&recv(owner).1)).collect();
+                assert_eq!(got, to_others, "flags {flags}");
+                assert_eq!(recv_err(owner), Errno::EAGAIN);
+            }
+            refused_late += results
+                .iter()
+                .filter(|(r, _)| r.is_err() || r.as_ref().is_ok_and(|&n| n < WIDTH))
+                .count();
         }
     }
+    assert!(refused_late > 0);
 }
 
 /// A small deterministic random number generator (xorshift64*).
@@ -634,5 +648,80 @@ fn stress_global_order_and_causality() {
     ));
     assert!(causal_checked > 0 && pairs_checked > 0);
     drop((receivers, senders, relay, destroyer));
+    assert_eq!(counts(), base);
+}
+
+/// Causality where it is hardest to keep: a multicast to many peers whose
+/// first receiver reacts at once, over bus1 and over a pipe, with messages
+/// to the multicast's last destinations.  Those must still get the cause
+/// first, although the sender may not have reached their queues yet when
+/// the first receiver acts.
+#[test]
+fn causality_holds_across_a_wide_multicast() {
+    const WIDTH: usize = 32;
+    const ROUNDS: u64 = 1000;
+    let base = counts();
+    let sender = peer();
+    let receivers: Vec<Peer> = (0..WIDTH).map(|_| peer()).collect();
+    let (nodes, handles): (Vec<u64>, Vec<u64>) =
+        receivers.iter().map(|r| connect(r, &sender)).unzip();
+    let first = Peer::open(0).unwrap();
+    let first_node = first.create_node().unwrap();
+    let to_first = first.transfer(first_node, Some(&sender)).unwrap();
+    let last = WIDTH - 1;
+    let direct = receivers[last].transfer(nodes[last], Some(&first)).unwrap();
+    let relay = peer();
+    let relayed = receivers[last - 1]
+        .transfer(nodes[last - 1], Some(&relay))
+        .unwrap();
+    let mut dsts = vec![to_first];
+    dsts.extend(&handles);
+    let (pipe_rd, pipe_wr) = nix::unistd::pipe().unwrap();
+    let (mut pipe_rd, mut pipe_wr) = (File::from(pipe_rd), File::from(pipe_wr));
+
+    thread::scope(|s| {
+        s.spawn(|| {
+            let mut buf = [0u8; 8];
+            for _ in 0..ROUNDS {
+                let r = first.recv(&mut buf, &mut []).unwrap();
+                let cause = &buf[..r.n_bytes];
+                // Both reactions happen right after receiving the cause.
+                first.send(direct, &[b"effect ", cause], &[]).unwrap();
+                pipe_wr.write_all(cause).unwrap();
+            }
+        });
+        s.spawn(|| {
+            let mut cause = [0u8; 8];
+            for _ in 0..ROUNDS {
+                pipe_rd.read_exact(&mut cause).unwrap();
+                relay.send(relayed, &[b"effect ", &cause], &[]).unwrap();
+            }
+        });
+        for k in 0..ROUNDS {
+            assert_eq!(
+                sender.multicast(&dsts, &[&k.to_ne_bytes()], &[], 0, None),
+                Ok(WIDTH + 1)
+            );
+        }
+    });
+
+    // Each of the two last destinations: every cause before its effect.
+    let mut inverted = 0;
+    for r in &receivers[last - 1..] {
+        let mut seen = HashSet::new();
+        for _ in 0..2 * ROUNDS {
+            let (_, data, _) = recv(r);
+            match data.strip_prefix(b"effect ") {
+                Some(cause) if !seen.contains(&event_of(cause)) => inverted += 1,
+                Some(_) => {}
+                None => {
+                    seen.insert(event_of(&data));
+                }
+            }
+        }
+        assert_eq!(recv_err(r), Errno::EAGAIN);
+    }
+    assert_eq!(inverted, 0, "effects received before their causes");
+    drop((sender, receivers, first, relay));
     assert_eq!(counts(), base);
 }

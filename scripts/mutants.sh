@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# Show that the ordering and atomicity tests can fail: build kernels with a
+# deliberately broken ordering core ("mutants") and check that the tests
+# meant to catch each break do fail.  Not part of scripts/test.sh (each
+# mutant is a kernel rebuild and a boot); run it after changing queue.rs,
+# transaction.rs or the tests in tools-testing/bus1/tests/multicast.rs.
+#
+#   mutants.sh [RUNS]     RUNS boots per mutant (default 2)
+#
+# The mutants are edits of the build tree's ipc/bus1 sources; the tree is
+# restored by scripts/build.sh at the end.
+. "$(dirname "$0")/lib.sh"
+
+runs=${1:-2}
+src=$WORK_TREE/ipc/bus1
+# The same lock as scripts/build.sh: nobody else builds meanwhile.
+exec 9>"$TREE_CACHE/build.lock"
+flock -n 9 || { log "waiting for another build to finish"; flock 9; }
+
+# name | file | sed expression | test filter | what it breaks
+mutants=(
+	"no-clock-raise|transaction.rs|s/d.node.owner.confirm(&d.node, staged, time)/d.node.owner.confirm(\&d.node, staged, 0)/|stress_global_order|step 3: clocks are never raised"
+	"per-queue-commit-time|transaction.rs|s/d.node.owner.commit(staged, time, entry);/d.node.owner.commit(staged, if single { time } else { staged.time + 1 }, entry);/|stress_global_order|one commit time for all queues"
+	"raise-at-commit|transaction.rs|s/d.node.owner.confirm(&d.node, staged, time)/d.node.owner.confirm(\&d.node, staged, 0)/;s/d.node.owner.commit(staged, time, entry);/d.node.owner.raise_clock(time); d.node.owner.commit(staged, time, entry);/|causality_holds_across_a_wide_multicast|all clocks raised before the first commit"
+	"no-alive-check-at-raise|peer.rs|s/            if !node.is_destroyed() {/            if true {/|multicast_is_atomic_against_a_concurrent_destruction|the destination check in step 3"
+)
+
+cd "$BUS1_ROOT/tools-testing"
+test_bin=$(cargo test -q --no-run --test kernel --message-format=json 2>/dev/null |
+	sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n1)
+[ -n "$test_bin" ] || die "cannot build the in-kernel tests"
+
+survivors=0
+for m in "${mutants[@]}"; do
+	IFS='|' read -r name file expr filter what <<<"$m"
+	git -C "$WORK_TREE" checkout -q -- "ipc/bus1/$file"
+	sed -i "$expr" "$src/$file"
+	git -C "$WORK_TREE" diff --quiet -- "ipc/bus1/$file" && die "mutant $name does not apply"
+	kmake bzImage >"$BUS1_CACHE/mutant.log" 2>&1 || {
+		tail -n 30 "$BUS1_CACHE/mutant.log"
+		die "mutant $name does not build"
+	}
+	caught=0
+	for i in $(seq "$runs"); do
+		out=$("$BUS1_ROOT/scripts/boot.sh" -- "$test_bin" --test-threads=1 "$filter" 2>&1 || true)
+		if echo "$out" | grep -q '^test .* FAILED$'; then
+			caught=$((caught + 1))
+		fi
+		echo "$out" | grep -E 'panicked|disagree|before their causes|left:' | head -n 3 | sed 's/^/      | /'
+	done
+	printf '%-26s caught %d/%d by %s (breaks: %s)\n' "$name" "$caught" "$runs" "$filter" "$what"
+	((caught > 0)) || survivors=$((survivors + 1))
+	git -C "$WORK_TREE" checkout -q -- "ipc/bus1/$file"
+done
+exec 9>&-
+log "restoring the bus1 kernel"
+"$BUS1_ROOT/scripts/build.sh" >/dev/null
+((survivors == 0)) || die "$survivors mutant(s) survived: the tests do not catch them"
+log "every mutant was caught"
