@@ -26,6 +26,20 @@
 //! reader until it is committed at its final (larger or equal) position.
 //! Raising all clocks before the first commit extends this to causality: once
 //! anyone can see T, every destination of T orders later stagings after T.
+//! The same argument keeps a reader's first entry first: once committed, it
+//! is at or below its queue's clock, and everything staged later sorts
+//! above it, so the entry a reader copied out is the one it dequeues.
+//!
+//! A transaction with one destination stages at its final time right away
+//! (the clock is raised with the staging), so it needs no steps 2 and 3.
+//!
+//! A transaction can still give up before step 4 (a destination node is
+//! destroyed); it then removes what it staged, which only unblocks readers.
+//! The check is repeated in step 3 under the queue lock that also stages a
+//! destruction: a destruction staged after that raise sorts after the
+//! transaction, and one staged before it is seen.  Since nothing is
+//! committed before every destination passed step 3, nobody ever sees a
+//! transaction that gave up.
 
 use kernel::{
     prelude::*,

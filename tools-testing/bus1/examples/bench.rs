@@ -1,16 +1,25 @@
 // SPDX-License-Identifier: GPL-2.0
-//! Round-trip latency of bus1 unicast against a pipe pair and an AF_UNIX
-//! SOCK_SEQPACKET socketpair, measured in the same boot, reported as ratios.
+//! bus1 benchmarks, each measured in one boot and reported as ratios:
+//!
+//! 1. Round-trip latency of bus1 unicast against a pipe pair and an AF_UNIX
+//!    SOCK_SEQPACKET socketpair: two processes ping-pong a message of 0
+//!    bytes and of 4 KiB; each transport gets the same warm-up and the same
+//!    number of round trips.
+//! 2. Multicast fan-out: one bus1_send() to N = 1 ... 64 peers (and their N
+//!    receives), against N = 1 and against N unicast sends.
+//! 3. Scaling: round trips per second of two disjoint ping-pong pairs
+//!    against one pair (threads), for bus1 and the two baselines.  Pairs
+//!    that share no peer share no lock, so on two CPUs the ratio should be
+//!    close to the baselines'.
 //!
 //! Usage: bench [ROUND_TRIPS]   (default 5000)
-//!
-//! Two processes ping-pong a message of 0 bytes and of 4 KiB; each transport
-//! gets the same warm-up and the same number of round trips.
 
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixDatagram;
-use std::time::Instant;
+use std::sync::Barrier;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use bus1::Peer;
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
@@ -161,6 +170,92 @@ fn unix_pair() -> (UnixEnd, UnixEnd) {
     (sock(a), sock(b))
 }
 
+/// Round trips per second of `pairs` concurrent ping-pong pairs of
+/// threads, `rounds` round trips each.
+fn pairs_throughput<E: Endpoint + Send>(
+    make: &dyn Fn() -> (E, E),
+    pairs: usize,
+    rounds: usize,
+) -> f64 {
+    let ends: Vec<(E, E)> = (0..pairs).map(|_| make()).collect();
+    let start = Barrier::new(2 * pairs + 1);
+    let elapsed = thread::scope(|s| {
+        let mut pingers = vec![];
+        for (mut a, mut b) in ends {
+            let start = &start;
+            s.spawn(move || {
+                let mut buf = [0u8; 64];
+                start.wait();
+                for _ in 0..rounds {
+                    let n = b.recv(&mut buf);
+                    b.send(&buf[..n]);
+                }
+            });
+            pingers.push(s.spawn(move || {
+                let mut buf = [0u8; 64];
+                start.wait();
+                for _ in 0..rounds {
+                    a.send(b"ping");
+                    a.recv(&mut buf);
+                }
+            }));
+        }
+        start.wait();
+        let t = Instant::now();
+        for p in pingers {
+            p.join().unwrap();
+        }
+        t.elapsed()
+    });
+    (pairs * rounds) as f64 / elapsed.as_secs_f64()
+}
+
+/// One multicast to `n` peers and their `n` receives, against `n` unicasts:
+/// returns (ns per multicast send, ns per multicast incl. receives,
+/// ns per n unicast sends incl. receives).
+fn fan_out(n: usize, rounds: usize) -> (f64, f64, f64) {
+    let sender = Peer::open(0).unwrap();
+    let receivers: Vec<Peer> = (0..n).map(|_| Peer::open(0).unwrap()).collect();
+    let handles: Vec<u64> = receivers
+        .iter()
+        .map(|r| {
+            let node = r.create_node().unwrap();
+            r.transfer(node, Some(&sender)).unwrap()
+        })
+        .collect();
+    let mut buf = [0u8; 64];
+    let drain = |buf: &mut [u8]| {
+        for r in &receivers {
+            r.recv(buf, &mut []).map_err(|(e, _)| e).unwrap();
+        }
+    };
+    let (mut send_only, mut multicast, mut unicasts) =
+        (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    for round in 0..rounds / 10 + 1 + rounds {
+        let measured = round > rounds / 10;
+        let t = Instant::now();
+        assert_eq!(
+            sender.multicast(&handles, &[b"fan-out"], &[], 0, None),
+            Ok(n)
+        );
+        let sent = t.elapsed();
+        drain(&mut buf);
+        let all = t.elapsed();
+        let t = Instant::now();
+        for &h in &handles {
+            sender.send(h, &[b"fan-out"], &[]).unwrap();
+        }
+        drain(&mut buf);
+        if measured {
+            send_only += sent;
+            multicast += all;
+            unicasts += t.elapsed();
+        }
+    }
+    let per = |d: Duration| d.as_nanos() as f64 / rounds as f64;
+    (per(send_only), per(multicast), per(unicasts))
+}
+
 fn main() {
     let rounds: usize = std::env::args()
         .nth(1)
@@ -187,5 +282,68 @@ fn main() {
             bus1 / pipe,
             bus1 / unix
         );
+    }
+
+    println!();
+    let fan_rounds = (rounds / 10).max(50);
+    println!("multicast fan-out: {fan_rounds} sends per width (each peer receives every message)");
+    println!(
+        "{:>6} {:>10} {:>12} {:>9} {:>14} {:>15} {:>15}",
+        "peers",
+        "send ns",
+        "send+recv ns",
+        "vs 1",
+        "extra peer/1",
+        "n unicasts ns",
+        "multi/unicasts"
+    );
+    let mut one = None;
+    for n in [1usize, 2, 4, 8, 16, 32, 64] {
+        let (send, total, unicasts) = fan_out(n, fan_rounds);
+        let base = *one.get_or_insert(total);
+        let extra = if n > 1 {
+            format!("{:.2}", (total - base) / (n - 1) as f64 / base)
+        } else {
+            "-".into()
+        };
+        println!(
+            "{:>6} {:>10.0} {:>12.0} {:>9.2} {:>14} {:>15.0} {:>15.2}",
+            n,
+            send,
+            total,
+            total / base,
+            extra,
+            unicasts,
+            total / unicasts
+        );
+    }
+
+    println!();
+    println!(
+        "two disjoint ping-pong pairs vs one (threads, {rounds} round trips per pair, 4-byte messages)"
+    );
+    println!(
+        "{:>8} {:>14} {:>14} {:>9}",
+        "", "1 pair rt/s", "2 pairs rt/s", "2/1"
+    );
+    let rows: [(&str, f64, f64); 3] = [
+        (
+            "bus1",
+            pairs_throughput(&bus1_pair, 1, rounds),
+            pairs_throughput(&bus1_pair, 2, rounds),
+        ),
+        (
+            "pipe",
+            pairs_throughput(&pipe_pair, 1, rounds),
+            pairs_throughput(&pipe_pair, 2, rounds),
+        ),
+        (
+            "unix",
+            pairs_throughput(&unix_pair, 1, rounds),
+            pairs_throughput(&unix_pair, 2, rounds),
+        ),
+    ];
+    for (name, one, two) in rows {
+        println!("{name:>8} {one:>14.0} {two:>14.0} {:>9.2}", two / one);
     }
 }

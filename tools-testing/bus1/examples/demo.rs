@@ -6,6 +6,7 @@
 use std::fs;
 use std::os::fd::AsRawFd;
 
+use bus1::sys::BUS1_SEND_CONTINUE;
 use bus1::{BUS1_OPEN_CLOEXEC, BUS1_OPEN_NONBLOCK, Peer, sys};
 
 const TRACEFS: &str = "/sys/kernel/tracing";
@@ -105,12 +106,43 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "b received type {} (NODE_DESTROY) on its handle {}",
         r.kind, r.id
     );
+    let r = a.recv(&mut buf, &mut []).map_err(|(e, _)| e)?;
+    println!("a received type {} (NODE_DESTROY) on node {}", r.kind, r.id);
     println!(
         "b sends to the destroyed node: {:?}",
         b.send(handle, &[b"x"], &[]).unwrap_err()
     );
+
+    // Multicast: one transaction to several nodes, all or nothing unless
+    // BUS1_SEND_CONTINUE; one errno per destination.
+    let c = Peer::open(BUS1_OPEN_NONBLOCK)?;
+    let (to_a, to_c) = {
+        let na = a.create_node()?;
+        let nc = c.create_node()?;
+        (a.transfer(na, Some(&b))?, c.transfer(nc, Some(&b))?)
+    };
+    let dsts = [to_a, handle, to_c];
+    let mut errors = [0i32; 3];
+    println!(
+        "b multicasts to a, the destroyed node and c: {:?}, errors {:?}",
+        b.multicast(&dsts, &[b"all"], &[], 0, Some(&mut errors))
+            .unwrap_err(),
+        errors
+    );
+    let n = b.multicast(&dsts, &[b"all"], &[], BUS1_SEND_CONTINUE, Some(&mut errors))?;
+    println!("again with BUS1_SEND_CONTINUE: queued on {n}, errors {errors:?}");
+    for (name, p) in [("a", &a), ("c", &c)] {
+        let r = p.recv(&mut buf, &mut []).map_err(|(e, _)| e)?;
+        println!(
+            "{name} received type {} on node {}: {:?}",
+            r.kind,
+            r.id,
+            String::from_utf8_lossy(&buf[..r.n_bytes])
+        );
+    }
     println!("live objects: {}", live_peers().replace('\n', ", "));
 
+    drop(c);
     drop(a);
     drop(b);
     println!(
