@@ -311,6 +311,20 @@ impl Peer {
         Ok(())
     }
 
+    /// Queues the entry of a one-destination message to `node`, owned by
+    /// this peer, unless the node is destroyed (checked under the queue
+    /// lock, where a destruction is staged).
+    pub(crate) fn push_message(
+        &self,
+        node: &Node,
+        sender: u64,
+        seq: u64,
+        entry: Entry,
+        slot: Slot,
+    ) -> Result<(), (Entry, Slot)> {
+        self.push(sender, seq, entry, slot, || node.is_destroyed())
+    }
+
     /// Queues a notification on this peer; a closed peer drops it.
     pub(crate) fn deliver_notification(&self, entry: Entry, slot: Slot) {
         let rejected = self.push(self.id, self.next_seq(), entry, slot, || false);

@@ -18,7 +18,8 @@
 //! `partial`, only the refusing destinations are dropped.  The in-flight
 //! handle references the message carries are taken only after the last
 //! check, when nothing can fail any more, so a failed send leaves no trace
-//! (not even a release notification).
+//! (not even a release notification).  A message to one destination that
+//! carries no handles has nothing to undo and is queued in one step.
 //!
 //! Node destruction is a transaction too: the owner and every holder of a
 //! handle get a destruction notification, all with the same commit time,
@@ -97,6 +98,33 @@ pub(crate) fn send(
     outcomes: &mut [Outcome],
 ) -> Result<usize> {
     let seq = sender.next_seq();
+    if let ([d], []) = (&mut *deliveries, &*carried) {
+        // One destination and no references to take: nothing needs
+        // undoing, so the entry is staged and committed in one step.
+        let Some(slot) = d.slot.take() else {
+            return Err(EHOSTUNREACH);
+        };
+        let entry = Entry::Data {
+            id: d.node.id,
+            message: message.into(),
+        };
+        return match d
+            .node
+            .owner
+            .push_message(&d.node, sender.id(), seq, entry, slot)
+        {
+            Ok(()) => {
+                outcomes[d.index] = Outcome::Delivered;
+                Ok(1)
+            }
+            Err(refused) => {
+                // Dropped here, outside the queue lock.
+                drop(refused);
+                outcomes[d.index] = Outcome::Refused(EHOSTUNREACH);
+                Err(EHOSTUNREACH)
+            }
+        };
+    }
     // One destination: the tentative stamp is the final one (its clock is
     // raised with the staging), so steps 2 and 3 fall away.
     let single = deliveries.len() == 1;
