@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 //! bus1 benchmarks, each measured in one boot and reported as ratios:
 //!
-//! 1. Round-trip latency of bus1 unicast against a pipe pair and an AF_UNIX
-//!    SOCK_SEQPACKET socketpair: two processes ping-pong a message of 0
-//!    bytes and of 4 KiB; each transport gets the same warm-up and the same
-//!    number of round trips.
+//! 1. Round-trip latency of bus1 unicast against a pipe pair, an AF_UNIX
+//!    SOCK_SEQPACKET socketpair and a Binder transaction with its reply
+//!    (Rust Binder, private binderfs): two processes ping-pong a message of
+//!    0 bytes and of 4 KiB; each transport gets the same warm-up and the
+//!    same number of round trips.
 //! 2. Multicast fan-out: one bus1_send() to N = 1 ... 64 peers (and their N
 //!    receives), against N = 1 and against N unicast sends.
 //! 3. Scaling: round trips per second of two disjoint ping-pong pairs
@@ -22,6 +23,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use bus1::Peer;
+
+mod binder;
+use binder::Binder;
 use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
 use nix::sys::wait::waitpid;
 use nix::unistd::{ForkResult, fork};
@@ -117,6 +121,53 @@ fn ping_pong(
                 assert_eq!(n, size);
             }
             let elapsed = start.elapsed();
+            waitpid(child, None).unwrap();
+            elapsed.as_nanos() as f64 / rounds as f64
+        }
+    }
+}
+
+/// Binder round trips: a forked context manager echoes every transaction
+/// in its reply.  Returns ns per round trip.
+fn binder_ping_pong(device: &std::path::Path, size: usize, rounds: usize) -> f64 {
+    let msg = vec![0x5au8; size];
+    let mut buf = vec![0u8; size.max(1)];
+    let warmup = rounds / 10 + 1;
+    let (ready_rd, ready_wr) = nix::unistd::pipe().unwrap();
+    // SAFETY: single-threaded here; the child only serves and exits.
+    match unsafe { fork() }.unwrap() {
+        ForkResult::Child => {
+            let mut server = Binder::open(device);
+            server.serve();
+            server.flush();
+            std::fs::File::from(ready_wr).write_all(b"r").unwrap();
+            for _ in 0..warmup + rounds {
+                let n = server.recv(binder::BR_TRANSACTION, &mut buf);
+                server.send(binder::BC_REPLY, &buf[..n]);
+            }
+            server.flush();
+            // SAFETY: leave without running the parent's exit handlers.
+            unsafe { nix::libc::_exit(0) }
+        }
+        ForkResult::Parent { child } => {
+            drop(ready_wr);
+            std::fs::File::from(ready_rd)
+                .read_exact(&mut [0u8])
+                .unwrap();
+            let mut client = Binder::open(device);
+            let mut round_trip = |buf: &mut [u8]| {
+                client.send(binder::BC_TRANSACTION, &msg);
+                client.recv(binder::BR_REPLY, buf)
+            };
+            for _ in 0..warmup {
+                round_trip(&mut buf);
+            }
+            let start = Instant::now();
+            for _ in 0..rounds {
+                assert_eq!(round_trip(&mut buf), size);
+            }
+            let elapsed = start.elapsed();
+            client.flush();
             waitpid(child, None).unwrap();
             elapsed.as_nanos() as f64 / rounds as f64
         }
@@ -261,10 +312,20 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(5000);
+    let binderfs = std::path::Path::new("/tmp/bus1-bench-binderfs");
+    Binder::mount(binderfs);
+    let device = binderfs.join("binder");
     println!("round trips: {rounds} per transport and size (same boot)");
     println!(
-        "{:>8} {:>12} {:>12} {:>12} {:>11} {:>11}",
-        "size", "bus1 ns", "pipe ns", "unix ns", "bus1/pipe", "bus1/unix"
+        "{:>6} {:>9} {:>9} {:>9} {:>9} {:>10} {:>10} {:>12}",
+        "size",
+        "bus1 ns",
+        "pipe ns",
+        "unix ns",
+        "binder ns",
+        "bus1/pipe",
+        "bus1/unix",
+        "bus1/binder"
     );
     for size in [0usize, 4096] {
         let (a, b) = bus1_pair();
@@ -273,17 +334,19 @@ fn main() {
         let pipe = ping_pong(a, move || Box::new(b), size, rounds);
         let (a, b) = unix_pair();
         let unix = ping_pong(a, move || Box::new(b), size, rounds);
+        let binder = binder_ping_pong(&device, size, rounds);
         println!(
-            "{:>8} {:>12.0} {:>12.0} {:>12.0} {:>11.2} {:>11.2}",
+            "{:>6} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>10.2} {:>10.2} {:>12.2}",
             size,
             bus1,
             pipe,
             unix,
+            binder,
             bus1 / pipe,
-            bus1 / unix
+            bus1 / unix,
+            bus1 / binder
         );
     }
-
     println!();
     let fan_rounds = (rounds / 10).max(50);
     println!("multicast fan-out: {fan_rounds} sends per width (each peer receives every message)");
