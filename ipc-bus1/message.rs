@@ -39,6 +39,13 @@ impl Message {
     }
 }
 
+impl Message {
+    /// What the message costs a receiving queue's quota.
+    pub(crate) fn charge(&self) -> u64 {
+        self.payload.len() as u64 + crate::queue::MESSAGE_OVERHEAD
+    }
+}
+
 impl Drop for Message {
     fn drop(&mut self) {
         stats::MESSAGES.dec();

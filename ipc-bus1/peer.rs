@@ -41,7 +41,7 @@ use kernel::{
 use crate::{
     message::{Entry, Message},
     node::{Holder, InflightRef, Node, NodeState},
-    queue::{Queue, Slot, Stamp},
+    queue::{EntryId, Queue, Slot, Stamp, Usage},
     stats,
     transaction::{self, Delivery, Outcome},
 };
@@ -290,22 +290,24 @@ impl Peer {
         (holder, node_state.put_ref())
     }
 
-    /// Queues an entry of a one-destination transaction, unless this peer
-    /// is closed or `refuse()`, checked under the queue lock, says no.  A
-    /// refused entry comes back to be dropped by the caller, after the lock.
+    /// Queues an entry of a one-destination transaction, charged `charge`
+    /// (see `Queue::stage()`), unless this peer refuses it or `refuse()`,
+    /// checked under the queue lock, says no.  A refused entry comes back
+    /// to be dropped by the caller, after the lock.
     fn push(
         &self,
         sender: u64,
         seq: u64,
         entry: Entry,
         slot: Slot,
+        charge: u64,
         refuse: impl FnOnce() -> bool,
-    ) -> Result<(), (Entry, Slot)> {
+    ) -> Result<(), (Entry, Slot, Error)> {
         let mut queue = self.queue.lock();
         if refuse() {
-            return Err((entry, slot));
+            return Err((entry, slot, EHOSTUNREACH));
         }
-        if queue.push(sender, seq, entry, slot)? {
+        if queue.push(sender, seq, entry, slot, charge)? {
             self.waitq.notify_all();
         }
         Ok(())
@@ -321,13 +323,14 @@ impl Peer {
         seq: u64,
         entry: Entry,
         slot: Slot,
-    ) -> Result<(), (Entry, Slot)> {
-        self.push(sender, seq, entry, slot, || node.is_destroyed())
+        charge: u64,
+    ) -> Result<(), (Entry, Slot, Error)> {
+        self.push(sender, seq, entry, slot, charge, || node.is_destroyed())
     }
 
     /// Queues a notification on this peer; a closed peer drops it.
     pub(crate) fn deliver_notification(&self, entry: Entry, slot: Slot) {
-        let rejected = self.push(self.id, self.next_seq(), entry, slot, || false);
+        let rejected = self.push(self.id, self.next_seq(), entry, slot, 0, || false);
         drop(rejected);
     }
 
@@ -556,9 +559,7 @@ impl Peer {
     /// Returns `None` if the peer is gone.
     pub(crate) fn stage(
         &self,
-        sender: u64,
-        seq: u64,
-        part: u64,
+        id: EntryId,
         slot: Slot,
         destroying: Option<&Node>,
     ) -> Option<Stamp> {
@@ -567,29 +568,34 @@ impl Peer {
             if let Some(node) = destroying {
                 node.mark_destroyed();
             }
-            queue.stage(sender, seq, part, slot, false)
+            queue.stage(id, slot, false, 0)
         };
         // A refused slot is freed here, after the lock.
         result.ok()
     }
 
-    /// Step 1 for a message to `node`, owned by this peer: refused (the
-    /// slot comes back) if the node is destroyed or the peer gone.  With
-    /// `raise`, the tentative stamp is final at once (one destination).
+    /// Step 1 for a message to `node`, owned by this peer, charged
+    /// `charge` bytes: refused (the slot comes back, with the reason) if the
+    /// node is destroyed, the peer gone or its quota used up.  With `raise`,
+    /// the tentative stamp is final at once (one destination).
     pub(crate) fn stage_message(
         &self,
         node: &Node,
-        sender: u64,
-        seq: u64,
-        part: u64,
+        id: EntryId,
         slot: Slot,
         raise: bool,
-    ) -> Result<Stamp, Slot> {
+        charge: u64,
+    ) -> Result<Stamp, (Slot, Error)> {
         let mut queue = self.queue.lock();
         if node.is_destroyed() {
-            return Err(slot);
+            return Err((slot, EHOSTUNREACH));
         }
-        queue.stage(sender, seq, part, slot, raise)
+        queue.stage(id, slot, raise, charge)
+    }
+
+    /// What the queue holds of its quota.
+    pub(crate) fn usage(&self) -> Usage {
+        self.queue.lock().usage()
     }
 
     /// Step 3 of a transaction.

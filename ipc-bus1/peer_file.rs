@@ -20,7 +20,10 @@ use kernel::{
     uapi,
 };
 
-use crate::peer::Peer;
+use crate::{
+    peer::Peer,
+    queue::{QUEUE_BYTES_MAX, QUEUE_MESSAGES_MAX},
+};
 
 /// `file_operations` in a `static` needs `Sync`; the table is never written.
 struct FileOperations(bindings::file_operations);
@@ -146,4 +149,18 @@ unsafe extern "C" fn show_fdinfo(m: *mut bindings::seq_file, file: *mut bindings
     // accesses during the call.
     let m = unsafe { SeqFile::from_raw(m) };
     seq_print!(m, "bus1-peer-id:\t{}\n", peer.id());
+    // Used and limit of the queue's quota.
+    let usage = peer.usage();
+    seq_print!(
+        m,
+        "bus1-queue-messages:\t{}\t{}\n",
+        usage.messages,
+        QUEUE_MESSAGES_MAX
+    );
+    seq_print!(
+        m,
+        "bus1-queue-bytes:\t{}\t{}\n",
+        usage.bytes,
+        QUEUE_BYTES_MAX
+    );
 }

@@ -61,16 +61,43 @@ pub(crate) struct Stamp {
     pub(crate) part: u64,
 }
 
+/// Which entry of which transaction: the part of a stamp that never changes.
+#[derive(Clone, Copy)]
+pub(crate) struct EntryId {
+    pub(crate) sender: u64,
+    pub(crate) seq: u64,
+    pub(crate) part: u64,
+}
+
 /// Storage for one queued entry, allocated before any lock is taken.
 pub(crate) type Slot = RBTreeNodeReservation<Stamp, QueuedEntry>;
 
 /// An entry in a queue and whether it is committed yet.
 pub(crate) struct QueuedEntry {
     pub(crate) committed: bool,
+    /// What the entry is charged to the queue's quota (0: notifications,
+    /// whose slots are allocated in advance, are never refused).
+    charge: u64,
     /// `None` while staged: the entry comes with the commit, so that what it
     /// carries (in-flight handle references) is taken only once the
     /// transaction can no longer fail.
     pub(crate) entry: Option<Entry>,
+}
+
+/// How much a queue may hold of messages that were sent to it: a receiver
+/// that does not read makes its senders fail with `EDQUOT` instead of
+/// letting them use up the kernel's memory.
+pub(crate) const QUEUE_MESSAGES_MAX: u64 = 65536;
+/// Bytes: the payload plus `MESSAGE_OVERHEAD` for each message.
+pub(crate) const QUEUE_BYTES_MAX: u64 = 64 << 20;
+/// What a queued message costs beyond its payload (entry, message, slot).
+pub(crate) const MESSAGE_OVERHEAD: u64 = 256;
+
+/// A queue's use of its quota.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Usage {
+    pub(crate) messages: u64,
+    pub(crate) bytes: u64,
 }
 
 /// A peer's queue; always accessed under the peer's queue lock.
@@ -80,6 +107,8 @@ pub(crate) struct Queue {
     entries: RBTree<Stamp, QueuedEntry>,
     /// A closed queue takes no more entries (its peer is gone).
     closed: bool,
+    /// Messages staged or queued, and their charged bytes.
+    usage: Usage,
 }
 
 impl Stamp {
@@ -98,6 +127,37 @@ impl Queue {
             clock: 0,
             entries: RBTree::new(),
             closed: false,
+            usage: Usage::default(),
+        }
+    }
+
+    pub(crate) fn usage(&self) -> Usage {
+        self.usage
+    }
+
+    /// Takes `charge` bytes (0: a notification) from the quota, or tells
+    /// why the queue refuses an entry.
+    fn charge(&mut self, charge: u64) -> Result {
+        if self.closed {
+            return Err(EHOSTUNREACH);
+        }
+        if charge == 0 {
+            return Ok(());
+        }
+        let bytes = self.usage.bytes.saturating_add(charge);
+        if self.usage.messages >= QUEUE_MESSAGES_MAX || bytes > QUEUE_BYTES_MAX {
+            return Err(EDQUOT);
+        }
+        self.usage.messages += 1;
+        self.usage.bytes = bytes;
+        Ok(())
+    }
+
+    /// Gives back what an entry was charged.
+    fn uncharge(&mut self, charge: u64) {
+        if charge != 0 {
+            self.usage.messages -= 1;
+            self.usage.bytes -= charge;
         }
     }
 
@@ -106,23 +166,23 @@ impl Queue {
     /// `raise`, the clock is raised to the stamp right away, which makes the
     /// tentative stamp final (for a transaction with one destination).
     ///
-    /// A closed queue gives the slot back.
+    /// `charge` is taken from the quota (see `charge()`); a queue that
+    /// refuses gives the slot back with the reason.
     pub(crate) fn stage(
         &mut self,
-        sender: u64,
-        seq: u64,
-        part: u64,
+        id: EntryId,
         slot: Slot,
         raise: bool,
-    ) -> Result<Stamp, Slot> {
-        if self.closed {
-            return Err(slot);
+        charge: u64,
+    ) -> Result<Stamp, (Slot, Error)> {
+        if let Err(e) = self.charge(charge) {
+            return Err((slot, e));
         }
         let stamp = Stamp {
             time: self.clock + 1,
-            sender,
-            seq,
-            part,
+            sender: id.sender,
+            seq: id.seq,
+            part: id.part,
         };
         if raise {
             self.clock = stamp.time;
@@ -131,6 +191,7 @@ impl Queue {
             stamp,
             QueuedEntry {
                 committed: false,
+                charge,
                 entry: None,
             },
         );
@@ -142,6 +203,8 @@ impl Queue {
     /// Takes back an entry staged by a transaction that gives up.  The
     /// queue may become readable: the entry blocked everything behind it.
     pub(crate) fn unstage(&mut self, staged: Stamp) -> Option<Removed> {
+        let charge = self.entries.get(&staged)?.charge;
+        self.uncharge(charge);
         self.entries.remove_node(&staged)
     }
 
@@ -161,6 +224,7 @@ impl Queue {
         };
         let queued = QueuedEntry {
             committed: true,
+            charge: found.get().charge,
             entry: Some(entry),
         };
         if time == staged.time {
@@ -178,16 +242,17 @@ impl Queue {
 
     /// Stages and commits in one step, for a transaction with one
     /// destination whose entry is known up front; returns whether the
-    /// queue became readable.
+    /// queue became readable.  `charge` as for `stage()`.
     pub(crate) fn push(
         &mut self,
         sender: u64,
         seq: u64,
         entry: Entry,
         slot: Slot,
-    ) -> Result<bool, (Entry, Slot)> {
-        if self.closed {
-            return Err((entry, slot));
+        charge: u64,
+    ) -> Result<bool, (Entry, Slot, Error)> {
+        if let Err(e) = self.charge(charge) {
+            return Err((entry, slot, e));
         }
         self.clock += 1;
         let stamp = Stamp {
@@ -198,6 +263,7 @@ impl Queue {
         };
         let queued = QueuedEntry {
             committed: true,
+            charge,
             entry: Some(entry),
         };
         let _ = self.entries.insert(slot.into_node(stamp, queued));
@@ -234,10 +300,13 @@ impl Queue {
     /// returned node after releasing the queue lock.
     pub(crate) fn pop(&mut self) -> Option<Removed> {
         let cursor = self.entries.cursor_front_mut()?;
-        if !cursor.current().1.committed {
+        let (_, first) = cursor.current();
+        if !first.committed {
             return None;
         }
+        let charge = first.charge;
         let (_, node) = cursor.remove_current();
+        self.uncharge(charge);
         Some(node)
     }
 

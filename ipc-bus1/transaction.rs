@@ -37,7 +37,7 @@ use crate::{
     message::{Entry, Message},
     node::Node,
     peer::Peer,
-    queue::{Slot, Stamp},
+    queue::{EntryId, Slot, Stamp},
 };
 
 /// What happened to the message at one destination.
@@ -98,6 +98,7 @@ pub(crate) fn send(
     outcomes: &mut [Outcome],
 ) -> Result<usize> {
     let seq = sender.next_seq();
+    let charge = message.charge();
     if let ([d], []) = (&mut *deliveries, &*carried) {
         // One destination and no references to take: nothing needs
         // undoing, so the entry is staged and committed in one step.
@@ -108,20 +109,20 @@ pub(crate) fn send(
             id: d.node.id,
             message: message.into(),
         };
-        return match d
+        let pushed = d
             .node
             .owner
-            .push_message(&d.node, sender.id(), seq, entry, slot)
-        {
+            .push_message(&d.node, sender.id(), seq, entry, slot, charge);
+        return match pushed {
             Ok(()) => {
                 outcomes[d.index] = Outcome::Delivered;
                 Ok(1)
             }
-            Err(refused) => {
+            Err((entry, slot, e)) => {
                 // Dropped here, outside the queue lock.
-                drop(refused);
-                outcomes[d.index] = Outcome::Refused(EHOSTUNREACH);
-                Err(EHOSTUNREACH)
+                drop((entry, slot));
+                outcomes[d.index] = Outcome::Refused(e);
+                Err(e)
             }
         };
     }
@@ -129,9 +130,9 @@ pub(crate) fn send(
     // raised with the staging), so steps 2 and 3 fall away.
     let single = deliveries.len() == 1;
     let mut first_refusal = None;
-    let mut refuse = |d: &mut Delivery, outcomes: &mut [Outcome]| {
-        outcomes[d.index] = Outcome::Refused(EHOSTUNREACH);
-        first_refusal.get_or_insert(EHOSTUNREACH);
+    let mut refuse = |d: &mut Delivery, outcomes: &mut [Outcome], e: Error| {
+        outcomes[d.index] = Outcome::Refused(e);
+        first_refusal.get_or_insert(e);
         !partial
     };
 
@@ -142,20 +143,25 @@ pub(crate) fn send(
         let Some(slot) = d.slot.take() else {
             continue;
         };
-        let staged =
-            d.node
-                .owner
-                .stage_message(&d.node, sender.id(), seq, part as u64, slot, single);
+        let id = EntryId {
+            sender: sender.id(),
+            seq,
+            part: part as u64,
+        };
+        let staged = d
+            .node
+            .owner
+            .stage_message(&d.node, id, slot, single, charge);
         match staged {
             Ok(stamp) => {
                 max_time = max_time.max(stamp.time);
                 d.staged = Some(stamp);
             }
-            Err(slot) => {
+            Err((slot, e)) => {
                 drop(slot);
-                if refuse(d, outcomes) {
+                if refuse(d, outcomes, e) {
                     give_up(deliveries);
-                    return Err(EHOSTUNREACH);
+                    return Err(e);
                 }
             }
         }
@@ -175,7 +181,7 @@ pub(crate) fn send(
             };
             if !d.node.owner.confirm(&d.node, staged, time) {
                 d.staged = None;
-                if refuse(d, outcomes) {
+                if refuse(d, outcomes, EHOSTUNREACH) {
                     give_up(deliveries);
                     return Err(EHOSTUNREACH);
                 }
@@ -243,7 +249,7 @@ where
         state.destroy_stamp = match state.destroy_slot.take() {
             Some(slot) => {
                 part += 1;
-                note(owner.stage(sender, seq, part, slot, Some(node)))
+                note(owner.stage(EntryId { sender, seq, part }, slot, Some(node)))
             }
             None => {
                 node.mark_destroyed();
@@ -253,7 +259,8 @@ where
         for holder in state.holders.iter_mut() {
             if let Some(slot) = holder.slot.take() {
                 part += 1;
-                holder.staged = note(holder.peer.stage(sender, seq, part, slot, None));
+                let id = EntryId { sender, seq, part };
+                holder.staged = note(holder.peer.stage(id, slot, None));
             }
         }
     });

@@ -162,8 +162,13 @@ struct bus1_vec {
  * BUS1_SEND_CONTINUE:	queue the message on every destination that takes
  *			it; the call fails only if none does.
  *
- * A destination refuses with ENXIO (the sender has no such id) or
- * EHOSTUNREACH (the node is destroyed, or its owner is gone).  When @errors
+ * A destination refuses with ENXIO (the sender has no such id),
+ * EHOSTUNREACH (the node is destroyed, or its owner is gone) or EDQUOT (the
+ * receiving peer's queue holds as many messages or bytes as it may; the
+ * use and the limits are shown in /proc/<pid>/fdinfo/<fd> of the peer as
+ * "bus1-queue-messages" and "bus1-queue-bytes", each message counting its
+ * payload plus a fixed overhead).  Space is given back as the receiver
+ * takes messages off its queue.  When @errors
  * is set, it is written before anything else happens, and on return holds
  * for each destination 0 (queued), the errno of its refusal, or ECANCELED
  * (not queued because the call failed as a whole).

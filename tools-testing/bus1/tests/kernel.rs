@@ -16,6 +16,7 @@ use nix::unistd::{ForkResult, fork};
 
 mod messaging;
 mod multicast;
+mod quota;
 
 const DEBUGFS: &str = "/sys/kernel/debug";
 const TRACEFS: &str = "/sys/kernel/tracing";
