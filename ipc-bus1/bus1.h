@@ -22,5 +22,6 @@ long bus1_sys_send(int peer, const void __user *destinations,
 		   size_t size, unsigned int flags);
 long bus1_sys_recv(int peer, void __user *args, size_t size,
 		   unsigned int flags);
+long bus1_sys_peer_reset(int peer, unsigned int flags);
 
 #endif /* _IPC_BUS1_BUS1_H */

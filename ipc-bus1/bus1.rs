@@ -176,3 +176,13 @@ pub unsafe extern "C" fn bus1_sys_recv(
 ) -> c_long {
     to_syscall_ret(syscall::recv(peer, args as u64, size, flags))
 }
+
+/// Rust side of `bus1_peer_reset(2)`.
+///
+/// # Safety
+///
+/// See above.
+#[export]
+pub unsafe extern "C" fn bus1_sys_peer_reset(peer: c_int, flags: c_uint) -> c_long {
+    to_syscall_ret(syscall::peer_reset(peer, flags))
+}

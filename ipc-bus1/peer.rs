@@ -522,15 +522,53 @@ impl Peer {
     /// nodes (destroyed, with notifications) and its handles (released,
     /// with notifications).
     pub(crate) fn disconnect(&self) {
-        let queued = self.queue.lock().close();
-        let (ids, by_node) = {
+        // Under `state`, so that a concurrent reset sees the peer closed.
+        let (queued, ids, by_node) = {
             let mut state = self.state.lock();
             state.closed = true;
             (
+                self.queue.lock().close(),
                 core::mem::take(&mut state.ids),
                 core::mem::take(&mut state.by_node),
             )
         };
+        self.give_up_all(&ids);
+        drop(by_node);
+        drop(ids);
+        // Unreceived messages give back their in-flight references.
+        drop(queued);
+    }
+
+    /// Resets the peer (`bus1_peer_reset(2)`): like a close, but the peer
+    /// stays usable, with an empty queue, no nodes and no handles.  Ids
+    /// are not reused, and the queue's clock keeps counting so that the
+    /// global order holds across the reset.
+    ///
+    /// Receivers and everything that adds ids wait meanwhile (`recv_lock`
+    /// and `state` are held); senders to the peer's nodes are refused, as
+    /// the nodes are being destroyed, and the peer's own notifications of
+    /// the reset are dropped with its queue.
+    pub(crate) fn reset(&self) {
+        let receiver = self.recv_lock.lock();
+        let mut state = self.state.lock();
+        if state.closed {
+            return;
+        }
+        let queued = self.queue.lock().close();
+        let ids = core::mem::take(&mut state.ids);
+        let by_node = core::mem::take(&mut state.by_node);
+        self.give_up_all(&ids);
+        self.queue.lock().reopen();
+        drop(state);
+        drop(receiver);
+        drop(by_node);
+        drop(ids);
+        drop(queued);
+    }
+
+    /// Destroys every node in `ids` in one transaction and releases every
+    /// handle, with the notifications to the other peers.
+    fn give_up_all(&self, ids: &RBTree<u64, Ref>) {
         crate::transaction::destroy_nodes(self, |f| {
             for r in ids.values() {
                 if let Ref::Node(node) = r {
@@ -548,10 +586,6 @@ impl Peer {
                 drop(holder);
             }
         }
-        drop(by_node);
-        drop(ids);
-        // Unreceived messages give back their in-flight references.
-        drop(queued);
     }
 
     /// Step 1 of a transaction: stages a place in this peer's queue.  With

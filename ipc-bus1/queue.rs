@@ -314,6 +314,13 @@ impl Queue {
     /// caller outside the lock.
     pub(crate) fn close(&mut self) -> RBTree<Stamp, QueuedEntry> {
         self.closed = true;
+        self.usage = Usage::default();
         core::mem::take(&mut self.entries)
+    }
+
+    /// Takes entries again after `close()` (a peer reset).  The clock is
+    /// kept: times must never go back.
+    pub(crate) fn reopen(&mut self) {
+        self.closed = false;
     }
 }

@@ -84,6 +84,16 @@ pub(crate) fn nodes_destroy(peer: i32, ids_ptr: u64, n_ids: u32, flags: u32) -> 
     Ok(0)
 }
 
+/// `bus1_peer_reset(2)`.
+pub(crate) fn peer_reset(peer: i32, flags: u32) -> Result<i32> {
+    if flags != 0 {
+        return Err(EINVAL);
+    }
+    let (peer, _) = peer_from_fd(peer)?;
+    peer.reset();
+    Ok(0)
+}
+
 /// Words of `struct bus1_message`.
 const MSG_VECS: usize = 0;
 const MSG_N_VECS: usize = 1;

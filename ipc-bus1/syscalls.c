@@ -56,3 +56,8 @@ SYSCALL_DEFINE4(bus1_recv, int, peer, struct bus1_recv __user *, args,
 {
 	return bus1_sys_recv(peer, args, size, flags);
 }
+
+SYSCALL_DEFINE2(bus1_peer_reset, int, peer, unsigned int, flags)
+{
+	return bus1_sys_peer_reset(peer, flags);
+}

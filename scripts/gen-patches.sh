@@ -18,7 +18,7 @@ kedit=$BUS1_ROOT/scripts/kedit.py
 # NR_BUS1_OPEN is the first; the others follow in this order.
 NR_BUS1_OPEN=473
 SYSCALLS=(bus1_open bus1_node_create bus1_handle_transfer bus1_handle_release
-	bus1_nodes_destroy bus1_send bus1_recv)
+	bus1_nodes_destroy bus1_send bus1_recv bus1_peer_reset)
 
 "$BUS1_ROOT/scripts/fetch-kernel.sh"
 

@@ -128,6 +128,12 @@ struct bus1_vec {
  *	committed before are received before it, and nothing sent to the node
  *	is accepted after it.
  *
+ * int bus1_peer_reset(int peer, unsigned int flags);
+ *	Resets @peer as if it were closed and opened again, but keeping its
+ *	file descriptor: its queue is flushed, its nodes are destroyed and its
+ *	handles released, with the notifications a close sends to the other
+ *	peers.  Ids are still never reused.
+ *
  * No flags are defined for these calls yet.  Errors: EBADF (not a bus1
  * peer), ENXIO (unknown id), EPERM (releasing an owned node, or destroying
  * a handle), EHOSTUNREACH (the node is destroyed), ENOTUNIQ (an id twice

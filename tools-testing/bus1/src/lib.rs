@@ -35,6 +35,7 @@ pub mod sys {
         pub const BUS1_NODES_DESTROY: usize = 477;
         pub const BUS1_SEND: usize = 478;
         pub const BUS1_RECV: usize = 479;
+        pub const BUS1_PEER_RESET: usize = 480;
     }
 
     pub const BUS1_ID_INVALID: u64 = u64::MAX;
@@ -209,6 +210,13 @@ impl Peer {
                 [self.fd(), id as usize, 0, 0, 0, 0],
             )
         }?;
+        Ok(())
+    }
+
+    /// `bus1_peer_reset()`.
+    pub fn reset(&self) -> Result<(), Errno> {
+        // SAFETY: bus1_peer_reset takes no pointers.
+        unsafe { sys::call(sys::nr::BUS1_PEER_RESET, [self.fd(), 0, 0, 0, 0, 0]) }?;
         Ok(())
     }
 
@@ -469,6 +477,7 @@ mod tests {
             ("bus1_nodes_destroy", BUS1_NODES_DESTROY),
             ("bus1_send", BUS1_SEND),
             ("bus1_recv", BUS1_RECV),
+            ("bus1_peer_reset", BUS1_PEER_RESET),
         ];
         assert_eq!(names.len(), ours.len());
         for (i, name) in names.iter().enumerate() {

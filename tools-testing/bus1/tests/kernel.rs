@@ -17,6 +17,7 @@ use nix::unistd::{ForkResult, fork};
 mod messaging;
 mod multicast;
 mod quota;
+mod reset;
 
 const DEBUGFS: &str = "/sys/kernel/debug";
 const TRACEFS: &str = "/sys/kernel/tracing";
@@ -418,6 +419,11 @@ fn peer_has_no_read_or_write() {
 fn without_config_bus1_open_fails_with_enosys() {
     assert_eq!(Peer::open(0).err(), Some(Errno::ENOSYS));
     assert_eq!(sys::bus1_open(u32::MAX).err(), Some(Errno::ENOSYS));
+    // Every bus1 number, not only the first.
+    for nr in sys::nr::BUS1_OPEN..=sys::nr::BUS1_PEER_RESET {
+        // SAFETY: without bus1 the kernel touches no argument.
+        assert_eq!(unsafe { sys::call(nr, [0; 6]) }, Err(Errno::ENOSYS), "{nr}");
+    }
     assert!(
         !std::path::Path::new("/sys/kernel/tracing/events/syscalls/sys_enter_bus1_open").exists()
     );

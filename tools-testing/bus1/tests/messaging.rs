@@ -346,7 +346,7 @@ fn every_call_rejects_unknown_flags() {
     let dsts = [handle];
     // Bit 0 is BUS1_SEND_CONTINUE; no call knows the others.
     for flag in [1usize << 1, 1 << 7, 1 << 31] {
-        let calls: [(usize, [usize; 6]); 6] = [
+        let calls: [(usize, [usize; 6]); 7] = [
             (sys::nr::BUS1_NODE_CREATE, [o, idp, flag, 0, 0, 0]),
             (
                 sys::nr::BUS1_HANDLE_TRANSFER,
@@ -375,6 +375,7 @@ fn every_call_rejects_unknown_flags() {
                 sys::nr::BUS1_RECV,
                 [o, &mut args as *mut _ as usize, 64, flag, 0, 0],
             ),
+            (sys::nr::BUS1_PEER_RESET, [o, flag, 0, 0, 0, 0]),
         ];
         for (nr, call) in calls {
             // SAFETY: valid pointers; the flags must be rejected first.
