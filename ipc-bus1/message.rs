@@ -37,9 +37,7 @@ impl Message {
         stats::MESSAGES.inc();
         Ok(UniqueArc::new(Self { payload, handles }, GFP_KERNEL)?)
     }
-}
 
-impl Message {
     /// What the message costs a receiving queue's quota.
     pub(crate) fn charge(&self) -> u64 {
         self.payload.len() as u64 + crate::queue::MESSAGE_OVERHEAD

@@ -15,6 +15,10 @@ use crate::{peer::ID_INVALID, peer_file::peer_from_fd, transaction::Outcome, use
 
 /// Whether `ids` names something twice.
 fn has_duplicates(ids: &[u64]) -> Result<bool> {
+    // The common case, one id, needs no sorted copy.
+    if ids.len() < 2 {
+        return Ok(false);
+    }
     let mut sorted = KVVec::with_capacity(ids.len(), GFP_KERNEL)?;
     sorted.extend_from_slice(ids, GFP_KERNEL)?;
     sorted.sort_unstable();
@@ -136,11 +140,12 @@ pub(crate) fn send(
         return Err(ENOTUNIQ);
     }
     let mut outcomes = KVVec::from_elem(Outcome::Cancelled, dsts.len(), GFP_KERNEL)?;
-    let mut errnos = KVVec::from_elem(errno_of(Outcome::Cancelled), dsts.len(), GFP_KERNEL)?;
     let errors_ptr = msg[MSG_ERRORS];
+    let mut errnos = KVVec::new();
     if errors_ptr != 0 {
         // Written before anything happens, so that a bad address fails
         // the call without effect; "cancelled" until told otherwise.
+        errnos = KVVec::from_elem(errno_of(Outcome::Cancelled), dsts.len(), GFP_KERNEL)?;
         user::write_i32s(errors_ptr, &errnos)?;
     }
     let handles = user::read_u64s(msg[MSG_HANDLES], msg[MSG_N_HANDLES] as usize)?;

@@ -79,6 +79,7 @@ pub(crate) fn write_u64s(addr: u64, words: &[u64]) -> Result {
         .write_slice(words.as_bytes())
 }
 
+/// Writes `values` (the errno array of `bus1_send(2)`).
 pub(crate) fn write_i32s(addr: u64, values: &[i32]) -> Result {
     user(addr, size_of_val(values))
         .writer()
