@@ -22,11 +22,15 @@
 
 use kernel::prelude::*;
 
+mod creds;
+mod files;
+mod limits;
 mod message;
 mod node;
 mod peer;
 mod peer_file;
 mod queue;
+mod quota;
 mod stats;
 mod syscall;
 mod transaction;
@@ -42,12 +46,15 @@ module! {
 
 struct Bus1 {
     _stats: stats::Debugfs,
+    _sysctl: limits::Sysctl,
 }
 
 impl kernel::Module for Bus1 {
     fn init(_module: &'static ThisModule) -> Result<Self> {
+        quota::init();
         Ok(Self {
             _stats: stats::Debugfs::register(),
+            _sysctl: limits::Sysctl::register(),
         })
     }
 }

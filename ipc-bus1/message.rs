@@ -11,36 +11,69 @@
 //! up while the message is queued, so passing one's last handle on in a
 //! message does not make the node look released; the reference is turned
 //! into a handle of the receiver when the message is received, or given back
-//! when the message is dropped unreceived.
+//! when the message is dropped unreceived.  Likewise it holds a reference
+//! to each file it carries (see `files.rs`), and the credentials of its
+//! sender (see `creds.rs`).
 
 use kernel::{
+    fs::File,
     prelude::*,
-    sync::{Arc, UniqueArc},
+    sync::{aref::ARef, Arc, UniqueArc},
     uapi,
 };
 
-use crate::{node::InflightRef, stats};
+use crate::{
+    creds::Creds,
+    limits::MESSAGE_OVERHEAD,
+    node::InflightRef,
+    quota::{Charge, Usage},
+    stats,
+};
 
 /// What a message carries.
 pub(crate) struct Message {
     pub(crate) payload: KVVec<u8>,
     /// `None` for a handle whose node was already destroyed when sent.
     pub(crate) handles: KVec<Option<InflightRef>>,
+    pub(crate) files: KVec<ARef<File>>,
+    pub(crate) creds: Creds,
 }
 
 impl Message {
     /// A message with room for `n_handles` handles, added by the sender's
     /// transaction once it cannot fail any more.
-    pub(crate) fn new(payload: KVVec<u8>, n_handles: usize) -> Result<UniqueArc<Self>> {
+    pub(crate) fn new(
+        payload: KVVec<u8>,
+        n_handles: usize,
+        files: KVec<ARef<File>>,
+    ) -> Result<UniqueArc<Self>> {
         let handles = KVec::with_capacity(n_handles, GFP_KERNEL)?;
+        let creds = Creds::current();
         // Counted first: a failed allocation drops the value, uncounting it.
         stats::MESSAGES.inc();
-        Ok(UniqueArc::new(Self { payload, handles }, GFP_KERNEL)?)
+        Ok(UniqueArc::new(
+            Self {
+                payload,
+                handles,
+                files,
+                creds,
+            },
+            GFP_KERNEL,
+        )?)
     }
 
-    /// What the message costs a receiving queue's quota.
-    pub(crate) fn charge(&self) -> u64 {
-        self.payload.len() as u64 + crate::queue::MESSAGE_OVERHEAD
+    /// What the message costs its receivers (see `quota.rs`), sent by a
+    /// peer of the user `sender` (a raw kuid) with `n_handles` handles.
+    pub(crate) fn charge(&self, sender: u32, n_handles: usize) -> Charge {
+        Charge {
+            sender,
+            usage: Usage {
+                messages: 1,
+                bytes: self.payload.len() as u64 + MESSAGE_OVERHEAD,
+                handles: n_handles as u64,
+                fds: self.files.len() as u64,
+            },
+        }
     }
 }
 

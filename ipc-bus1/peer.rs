@@ -27,11 +27,13 @@
 //!    dropped under it; queue slots are allocated beforehand.
 
 use kernel::{
+    fs::File,
     new_mutex, new_spinlock,
     prelude::*,
     rbtree::{RBTree, RBTreeNodeReservation},
     static_lock_class,
     sync::{
+        aref::ARef,
         atomic::{Atomic, Relaxed},
         poll::{PollCondVar, PollCondVarBox},
         Arc, Mutex, SpinLock,
@@ -39,9 +41,12 @@ use kernel::{
 };
 
 use crate::{
+    creds::SeenCreds,
+    files,
     message::{Entry, Message},
     node::{Holder, InflightRef, Node, NodeState},
-    queue::{EntryId, Queue, Slot, Stamp, Usage},
+    queue::{EntryId, Queue, Slot, Stamp},
+    quota::{Account, Charge, Refusal, ShareSlots, Usage, UserRef},
     stats,
     transaction::{self, Delivery, Outcome},
 };
@@ -81,6 +86,8 @@ pub(crate) const ID_INVALID: u64 = u64::MAX;
 #[pin_data(PinnedDrop)]
 pub(crate) struct Peer {
     id: u64,
+    /// The user the peer is charged to: who opened it.
+    user: UserRef,
     next_seq: Atomic<u64>,
     #[pin]
     recv_lock: Mutex<()>,
@@ -103,6 +110,9 @@ pub(crate) struct Received<'a> {
     pub(crate) id: u64,
     pub(crate) payload: &'a [u8],
     pub(crate) n_handles: usize,
+    pub(crate) n_fds: usize,
+    /// The sender's, for a data message.
+    pub(crate) creds: Option<SeenCreds>,
     /// Another entry of the same transaction follows in the queue.
     pub(crate) continues: bool,
 }
@@ -116,9 +126,12 @@ impl Peer {
     /// Allocates a new peer with a fresh id.
     pub(crate) fn new() -> Result<Arc<Self>> {
         let waitq = PollCondVarBox::new(c"bus1_peer", static_lock_class!())?;
+        let user = UserRef::current()?;
+        let account = Account::new(user.user().clone());
         let peer = Arc::pin_init(
             try_pin_init!(Self {
                 id: NEXT_PEER_ID.fetch_add(1, Relaxed),
+                user,
                 next_seq: Atomic::new(0),
                 recv_lock <- new_mutex!(()),
                 state <- new_mutex!(PeerState {
@@ -128,7 +141,7 @@ impl Peer {
                     closed: false,
                 }),
                 nodes <- new_mutex!(RBTree::new()),
-                queue <- new_spinlock!(Queue::new()),
+                queue <- new_spinlock!(Queue::new(account)),
                 waitq,
             }? Error),
             GFP_KERNEL,
@@ -141,6 +154,11 @@ impl Peer {
     /// The peer's system-wide unique id.
     pub(crate) fn id(&self) -> u64 {
         self.id
+    }
+
+    /// The raw kuid of the user the peer is charged to.
+    pub(crate) fn uid(&self) -> u32 {
+        self.user.user().uid()
     }
 
     /// A transaction number, unique within this peer.
@@ -298,19 +316,37 @@ impl Peer {
         &self,
         sender: u64,
         seq: u64,
-        entry: Entry,
-        slot: Slot,
-        charge: u64,
-        refuse: impl FnOnce() -> bool,
+        mut entry: Entry,
+        mut slot: Slot,
+        charge: &Charge,
+        refuse: impl Fn() -> bool,
     ) -> Result<(), (Entry, Slot, Error)> {
-        let mut queue = self.queue.lock();
-        if refuse() {
-            return Err((entry, slot, EHOSTUNREACH));
+        let mut shares = ShareSlots::default();
+        loop {
+            let pushed = {
+                let mut queue = self.queue.lock();
+                if refuse() {
+                    return Err((entry, slot, EHOSTUNREACH));
+                }
+                queue.push(sender, seq, entry, slot, charge, &mut shares)
+            };
+            match pushed {
+                Ok(readable) => {
+                    if readable {
+                        self.waitq.notify_all();
+                    }
+                    return Ok(());
+                }
+                Err((e, s, Refusal::Refused(err))) => return Err((e, s, err)),
+                Err((e, s, Refusal::NeedSlots)) => {
+                    (entry, slot) = (e, s);
+                    shares = match ShareSlots::new() {
+                        Ok(shares) => shares,
+                        Err(err) => return Err((entry, slot, err)),
+                    };
+                }
+            }
         }
-        if queue.push(sender, seq, entry, slot, charge)? {
-            self.waitq.notify_all();
-        }
-        Ok(())
     }
 
     /// Queues the entry of a one-destination message to `node`, owned by
@@ -323,14 +359,15 @@ impl Peer {
         seq: u64,
         entry: Entry,
         slot: Slot,
-        charge: u64,
+        charge: &Charge,
     ) -> Result<(), (Entry, Slot, Error)> {
         self.push(sender, seq, entry, slot, charge, || node.is_destroyed())
     }
 
     /// Queues a notification on this peer; a closed peer drops it.
     pub(crate) fn deliver_notification(&self, entry: Entry, slot: Slot) {
-        let rejected = self.push(self.id, self.next_seq(), entry, slot, 0, || false);
+        let free = Charge::default();
+        let rejected = self.push(self.id, self.next_seq(), entry, slot, &free, || false);
         drop(rejected);
     }
 
@@ -342,6 +379,7 @@ impl Peer {
         dsts: &[u64],
         payload: KVVec<u8>,
         handle_ids: &[u64],
+        files: KVec<ARef<File>>,
         partial: bool,
         outcomes: &mut [Outcome],
     ) -> Result<usize> {
@@ -382,7 +420,7 @@ impl Peer {
         for (_, spare) in carried.iter_mut() {
             *spare = Some(new_slot()?);
         }
-        let message = Message::new(payload, handle_ids.len())?;
+        let message = Message::new(payload, handle_ids.len(), files)?;
         transaction::send(
             self,
             &mut deliveries,
@@ -398,11 +436,13 @@ impl Peer {
     /// queued, and dequeues it only if that worked.
     ///
     /// `copy_out` gets the message and the receiver's ids of the handles it
-    /// carries (already acquired; given back if `copy_out` fails).
+    /// carries (already acquired; given back if `copy_out` fails), and
+    /// returns the descriptors it reserved for the message's files, which
+    /// are installed once the message is dequeued.
     pub(crate) fn recv(
         self: &Arc<Self>,
         nonblock: bool,
-        copy_out: impl FnOnce(&Received<'_>, &[u64]) -> Result,
+        copy_out: impl FnOnce(&Received<'_>, &[u64]) -> Result<files::Reserved>,
     ) -> Result {
         // Wait without holding `recv_lock`, so that every waiter can be
         // interrupted; then take the first entry under it.
@@ -433,30 +473,36 @@ impl Peer {
         };
 
         let empty = [];
-        let (payload, inflight) = match &message {
-            Some(m) => (&m.payload[..], &m.handles[..]),
-            None => (&empty[..], &[][..]),
+        let (payload, inflight, files) = match &message {
+            Some(m) => (&m.payload[..], &m.handles[..], &m.files[..]),
+            None => (&empty[..], &[][..], &[][..]),
         };
         let received = Received {
             kind,
             id,
             payload,
             n_handles: inflight.len(),
+            n_fds: files.len(),
+            creds: message.as_ref().map(|m| m.creds.seen_by_current()),
             continues,
         };
         let mut ids = KVec::with_capacity(inflight.len(), GFP_KERNEL)?;
         let result = self
             .acquire_all(inflight, &mut ids)
             .and_then(|()| copy_out(&received, &ids));
-        if let Err(e) = result {
-            // Give back what was acquired; the message stays queued.
-            for &id in ids.iter().filter(|&&id| id != ID_INVALID) {
-                let _ = self.release_acquired(id);
+        let reserved = match result {
+            Ok(reserved) => reserved,
+            Err(e) => {
+                // Give back what was acquired; the message stays queued.
+                for &id in ids.iter().filter(|&&id| id != ID_INVALID) {
+                    let _ = self.release_acquired(id);
+                }
+                return Err(e);
             }
-            return Err(e);
-        }
+        };
 
         let taken = self.queue.lock().pop();
+        reserved.install(files);
         drop(taken);
         drop(message);
         Ok(())
@@ -602,7 +648,7 @@ impl Peer {
             if let Some(node) = destroying {
                 node.mark_destroyed();
             }
-            queue.stage(id, slot, false, 0)
+            queue.stage(id, slot, false, &Charge::default(), &mut ShareSlots::default())
         };
         // A refused slot is freed here, after the lock.
         result.ok()
@@ -616,20 +662,38 @@ impl Peer {
         &self,
         node: &Node,
         id: EntryId,
-        slot: Slot,
+        mut slot: Slot,
         raise: bool,
-        charge: u64,
+        charge: &Charge,
     ) -> Result<Stamp, (Slot, Error)> {
-        let mut queue = self.queue.lock();
-        if node.is_destroyed() {
-            return Err((slot, EHOSTUNREACH));
+        let mut shares = ShareSlots::default();
+        loop {
+            let staged = {
+                let mut queue = self.queue.lock();
+                if node.is_destroyed() {
+                    return Err((slot, EHOSTUNREACH));
+                }
+                queue.stage(id, slot, raise, charge, &mut shares)
+            };
+            // Unused share slots are freed here, after the lock.
+            match staged {
+                Ok(stamp) => return Ok(stamp),
+                Err((s, Refusal::Refused(e))) => return Err((s, e)),
+                Err((s, Refusal::NeedSlots)) => {
+                    slot = s;
+                    shares = match ShareSlots::new() {
+                        Ok(shares) => shares,
+                        Err(e) => return Err((slot, e)),
+                    };
+                }
+            }
         }
-        queue.stage(id, slot, raise, charge)
     }
 
-    /// What the queue holds of its quota.
-    pub(crate) fn usage(&self) -> Usage {
-        self.queue.lock().usage()
+    /// What the peer's queue holds, and what all queues of its user hold.
+    pub(crate) fn usage(&self) -> (Usage, Usage) {
+        let peer = self.queue.lock().usage();
+        (peer, self.user.user().used())
     }
 
     /// Step 3 of a transaction.

@@ -20,10 +20,7 @@ use kernel::{
     uapi,
 };
 
-use crate::{
-    peer::Peer,
-    queue::{QUEUE_BYTES_MAX, QUEUE_MESSAGES_MAX},
-};
+use crate::{limits, peer::Peer, quota::Usage};
 
 /// `file_operations` in a `static` needs `Sync`; the table is never written.
 struct FileOperations(bindings::file_operations);
@@ -76,6 +73,12 @@ pub(crate) fn open(flags: u32) -> Result<i32> {
         return Err(Error::from_errno(fd));
     }
     Ok(fd)
+}
+
+/// Whether `file` is a bus1 peer.
+pub(crate) fn is_peer_file(file: &File) -> bool {
+    // SAFETY: `file` is a valid file; `f_op` is set for its life.
+    core::ptr::eq(unsafe { (*file.as_ptr()).f_op }, &PEER_FOPS.0)
 }
 
 /// The peer behind a file descriptor of the caller, and whether the file is
@@ -149,18 +152,20 @@ unsafe extern "C" fn show_fdinfo(m: *mut bindings::seq_file, file: *mut bindings
     // accesses during the call.
     let m = unsafe { SeqFile::from_raw(m) };
     seq_print!(m, "bus1-peer-id:\t{}\n", peer.id());
-    // Used and limit of the queue's quota.
-    let usage = peer.usage();
-    seq_print!(
-        m,
-        "bus1-queue-messages:\t{}\t{}\n",
-        usage.messages,
-        QUEUE_MESSAGES_MAX
-    );
-    seq_print!(
-        m,
-        "bus1-queue-bytes:\t{}\t{}\n",
-        usage.bytes,
-        QUEUE_BYTES_MAX
-    );
+    // Use and limit of both pools the peer's queue is charged to.
+    let (peer_used, user_used) = peer.usage();
+    show_pool(m, "queue", &peer_used, &limits::peer());
+    show_pool(m, "user", &user_used, &limits::user());
+}
+
+/// One fdinfo line per resource of a pool: "bus1-<pool>-<resource>: used limit".
+fn show_pool(m: &SeqFile, pool: &str, used: &Usage, limit: &Usage) {
+    for (name, used, limit) in [
+        ("messages", used.messages, limit.messages),
+        ("bytes", used.bytes, limit.bytes),
+        ("handles", used.handles, limit.handles),
+        ("fds", used.fds, limit.fds),
+    ] {
+        seq_print!(m, "bus1-{}-{}:\t{}\t{}\n", pool, name, used, limit);
+    }
 }

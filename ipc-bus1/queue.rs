@@ -46,7 +46,10 @@ use kernel::{
     rbtree::{RBTree, RBTreeNode, RBTreeNodeReservation},
 };
 
-use crate::message::Entry;
+use crate::{
+    message::Entry,
+    quota::{Account, Charge, Refusal, ShareSlots, Usage},
+};
 
 /// Position of an entry in a queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -75,29 +78,14 @@ pub(crate) type Slot = RBTreeNodeReservation<Stamp, QueuedEntry>;
 /// An entry in a queue and whether it is committed yet.
 pub(crate) struct QueuedEntry {
     pub(crate) committed: bool,
-    /// What the entry is charged to the queue's quota (0: notifications,
-    /// whose slots are allocated in advance, are never refused).
-    charge: u64,
+    /// What the entry is charged to its receiver (nothing for
+    /// notifications, whose slots are allocated in advance: they are never
+    /// refused).
+    charge: Charge,
     /// `None` while staged: the entry comes with the commit, so that what it
     /// carries (in-flight handle references) is taken only once the
     /// transaction can no longer fail.
     pub(crate) entry: Option<Entry>,
-}
-
-/// How much a queue may hold of messages that were sent to it: a receiver
-/// that does not read makes its senders fail with `EDQUOT` instead of
-/// letting them use up the kernel's memory.
-pub(crate) const QUEUE_MESSAGES_MAX: u64 = 65536;
-/// Bytes: the payload plus `MESSAGE_OVERHEAD` for each message.
-pub(crate) const QUEUE_BYTES_MAX: u64 = 64 << 20;
-/// What a queued message costs beyond its payload (entry, message, slot).
-pub(crate) const MESSAGE_OVERHEAD: u64 = 256;
-
-/// A queue's use of its quota.
-#[derive(Clone, Copy, Default)]
-pub(crate) struct Usage {
-    pub(crate) messages: u64,
-    pub(crate) bytes: u64,
 }
 
 /// A peer's queue; always accessed under the peer's queue lock.
@@ -107,8 +95,10 @@ pub(crate) struct Queue {
     entries: RBTree<Stamp, QueuedEntry>,
     /// A closed queue takes no more entries (its peer is gone).
     closed: bool,
-    /// Messages staged or queued, and their charged bytes.
-    usage: Usage,
+    /// What is staged or queued here, charged to the receiving peer and
+    /// its user (see `quota.rs`): a receiver that does not read makes its
+    /// senders fail with `EDQUOT` instead of using up the kernel's memory.
+    account: Account,
 }
 
 impl Stamp {
@@ -122,43 +112,27 @@ impl Stamp {
 pub(crate) type Removed = RBTreeNode<Stamp, QueuedEntry>;
 
 impl Queue {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(account: Account) -> Self {
         Self {
             clock: 0,
             entries: RBTree::new(),
             closed: false,
-            usage: Usage::default(),
+            account,
         }
     }
 
+    /// What the queue holds, charged to its peer.
     pub(crate) fn usage(&self) -> Usage {
-        self.usage
+        self.account.used()
     }
 
-    /// Takes `charge` bytes (0: a notification) from the quota, or tells
-    /// why the queue refuses an entry.
-    fn charge(&mut self, charge: u64) -> Result {
+    /// Takes `charge` from the receiver's quota, or tells why the queue
+    /// refuses an entry.
+    fn charge(&mut self, charge: &Charge, shares: &mut ShareSlots) -> Result<(), Refusal> {
         if self.closed {
-            return Err(EHOSTUNREACH);
+            return Err(Refusal::Refused(EHOSTUNREACH));
         }
-        if charge == 0 {
-            return Ok(());
-        }
-        let bytes = self.usage.bytes.saturating_add(charge);
-        if self.usage.messages >= QUEUE_MESSAGES_MAX || bytes > QUEUE_BYTES_MAX {
-            return Err(EDQUOT);
-        }
-        self.usage.messages += 1;
-        self.usage.bytes = bytes;
-        Ok(())
-    }
-
-    /// Gives back what an entry was charged.
-    fn uncharge(&mut self, charge: u64) {
-        if charge != 0 {
-            self.usage.messages -= 1;
-            self.usage.bytes -= charge;
-        }
+        self.account.charge(charge, shares)
     }
 
     /// Step 1: stages a place holder above the clock and returns its
@@ -173,10 +147,11 @@ impl Queue {
         id: EntryId,
         slot: Slot,
         raise: bool,
-        charge: u64,
-    ) -> Result<Stamp, (Slot, Error)> {
-        if let Err(e) = self.charge(charge) {
-            return Err((slot, e));
+        charge: &Charge,
+        shares: &mut ShareSlots,
+    ) -> Result<Stamp, (Slot, Refusal)> {
+        if let Err(refusal) = self.charge(charge, shares) {
+            return Err((slot, refusal));
         }
         let stamp = Stamp {
             time: self.clock + 1,
@@ -191,7 +166,7 @@ impl Queue {
             stamp,
             QueuedEntry {
                 committed: false,
-                charge,
+                charge: *charge,
                 entry: None,
             },
         );
@@ -204,7 +179,7 @@ impl Queue {
     /// queue may become readable: the entry blocked everything behind it.
     pub(crate) fn unstage(&mut self, staged: Stamp) -> Option<Removed> {
         let charge = self.entries.get(&staged)?.charge;
-        self.uncharge(charge);
+        self.account.uncharge(&charge);
         self.entries.remove_node(&staged)
     }
 
@@ -249,10 +224,11 @@ impl Queue {
         seq: u64,
         entry: Entry,
         slot: Slot,
-        charge: u64,
-    ) -> Result<bool, (Entry, Slot, Error)> {
-        if let Err(e) = self.charge(charge) {
-            return Err((entry, slot, e));
+        charge: &Charge,
+        shares: &mut ShareSlots,
+    ) -> Result<bool, (Entry, Slot, Refusal)> {
+        if let Err(refusal) = self.charge(charge, shares) {
+            return Err((entry, slot, refusal));
         }
         self.clock += 1;
         let stamp = Stamp {
@@ -263,7 +239,7 @@ impl Queue {
         };
         let queued = QueuedEntry {
             committed: true,
-            charge,
+            charge: *charge,
             entry: Some(entry),
         };
         let _ = self.entries.insert(slot.into_node(stamp, queued));
@@ -306,7 +282,7 @@ impl Queue {
         }
         let charge = first.charge;
         let (_, node) = cursor.remove_current();
-        self.uncharge(charge);
+        self.account.uncharge(&charge);
         Some(node)
     }
 
@@ -314,7 +290,8 @@ impl Queue {
     /// caller outside the lock.
     pub(crate) fn close(&mut self) -> RBTree<Stamp, QueuedEntry> {
         self.closed = true;
-        self.usage = Usage::default();
+        self.account
+            .uncharge_all(self.entries.values().map(|queued| &queued.charge));
         core::mem::take(&mut self.entries)
     }
 

@@ -11,7 +11,7 @@
 
 use kernel::{prelude::*, uapi};
 
-use crate::{peer::ID_INVALID, peer_file::peer_from_fd, transaction::Outcome, user};
+use crate::{files, peer::ID_INVALID, peer_file::peer_from_fd, transaction::Outcome, user};
 
 /// Whether `ids` names something twice.
 fn has_duplicates(ids: &[u64]) -> Result<bool> {
@@ -104,7 +104,9 @@ const MSG_N_VECS: usize = 1;
 const MSG_HANDLES: usize = 2;
 const MSG_N_HANDLES: usize = 3;
 const MSG_ERRORS: usize = 4;
-const MSG_WORDS: usize = 5;
+const MSG_FDS: usize = 5;
+const MSG_N_FDS: usize = 6;
+const MSG_WORDS: usize = 7;
 
 /// The errno reported for each destination in `bus1_message.errors`.
 fn errno_of(outcome: Outcome) -> i32 {
@@ -132,7 +134,9 @@ pub(crate) fn send(
     let (peer, _) = peer_from_fd(peer)?;
     let msg: [u64; MSG_WORDS] =
         user::read_struct(msg_ptr, msg_size, uapi::BUS1_MESSAGE_SIZE_VER0 as usize)?;
-    if msg[MSG_N_HANDLES] > u64::from(uapi::BUS1_HANDLES_MAX) {
+    if msg[MSG_N_HANDLES] > u64::from(uapi::BUS1_HANDLES_MAX)
+        || msg[MSG_N_FDS] > u64::from(uapi::BUS1_FDS_MAX)
+    {
         return Err(EINVAL);
     }
     let dsts = user::read_u64s(dsts_ptr, n_dsts as usize)?;
@@ -149,8 +153,10 @@ pub(crate) fn send(
         user::write_i32s(errors_ptr, &errnos)?;
     }
     let handles = user::read_u64s(msg[MSG_HANDLES], msg[MSG_N_HANDLES] as usize)?;
+    let fds = user::read_i32s(msg[MSG_FDS], msg[MSG_N_FDS] as usize)?;
+    let files = files::collect(&fds)?;
     let payload = user::gather(msg[MSG_VECS], msg[MSG_N_VECS])?;
-    let sent = peer.send(&dsts, payload, &handles, partial, &mut outcomes);
+    let sent = peer.send(&dsts, payload, &handles, files, partial, &mut outcomes);
     if errors_ptr != 0 {
         for (errno, outcome) in errnos.iter_mut().zip(outcomes.iter()) {
             *errno = errno_of(*outcome);
@@ -166,7 +172,17 @@ const RECV_VECS: usize = 0;
 const RECV_N_VECS: usize = 1;
 const RECV_HANDLES: usize = 2;
 const RECV_N_HANDLES: usize = 3;
-const RECV_WORDS: usize = 8;
+const RECV_FDS: usize = 8;
+const RECV_N_FDS: usize = 9;
+const RECV_WORDS: usize = 12;
+
+/// Two `__u32` or `__s32` fields that share a word, in memory order.
+fn pair(first: u32, second: u32) -> u64 {
+    let mut bytes = [0u8; 8];
+    bytes[..4].copy_from_slice(&first.to_ne_bytes());
+    bytes[4..].copy_from_slice(&second.to_ne_bytes());
+    u64::from_ne_bytes(bytes)
+}
 
 /// `bus1_recv(2)`.
 pub(crate) fn recv(peer: i32, args_ptr: u64, args_size: usize, flags: u32) -> Result<i32> {
@@ -178,6 +194,7 @@ pub(crate) fn recv(peer: i32, args_ptr: u64, args_size: usize, flags: u32) -> Re
         user::read_struct(args_ptr, args_size, uapi::BUS1_RECV_SIZE_VER0 as usize)?;
     let (vecs, room) = user::read_vecs(args[RECV_VECS], args[RECV_N_VECS])?;
     let handle_room = args[RECV_N_HANDLES];
+    let fd_room = args[RECV_N_FDS];
 
     peer.recv(nonblock, |msg, ids| {
         // The output words: n_handles, n_bytes, type, id, flags.
@@ -192,14 +209,31 @@ pub(crate) fn recv(peer: i32, args_ptr: u64, args_size: usize, flags: u32) -> Re
                 0
             },
         ];
-        if msg.payload.len() > room || msg.n_handles as u64 > handle_room {
-            // Report what is needed; the message stays queued.
+        // And n_fds, {uid, gid}, {pid, tid}; no sender for a notification.
+        let (uid, gid, pid, tid) = msg.creds.unwrap_or((u32::MAX, u32::MAX, 0, 0));
+        let out_fds = [
+            msg.n_fds as u64,
+            pair(uid, gid),
+            pair(pid as u32, tid as u32),
+        ];
+        if msg.payload.len() > room
+            || msg.n_handles as u64 > handle_room
+            || msg.n_fds as u64 > fd_room
+        {
+            // Report what is needed; the message stays queued.  A caller
+            // with a structure too old to have room for file descriptors
+            // has no room for them.
             user::write_struct_words(args_ptr, args_size, RECV_N_HANDLES, &out[..2])?;
+            user::write_struct_words(args_ptr, args_size, RECV_N_FDS, &out_fds[..1])?;
             return Err(EMSGSIZE);
         }
+        let reserved = files::Reserved::new(msg.n_fds)?;
         user::scatter(&vecs, msg.payload)?;
         user::write_u64s(args[RECV_HANDLES], ids)?;
-        user::write_struct_words(args_ptr, args_size, RECV_N_HANDLES, &out)
+        user::write_i32s(args[RECV_FDS], &reserved.numbers()?)?;
+        user::write_struct_words(args_ptr, args_size, RECV_N_HANDLES, &out)?;
+        user::write_struct_words(args_ptr, args_size, RECV_N_FDS, &out_fds)?;
+        Ok(reserved)
     })?;
     Ok(0)
 }

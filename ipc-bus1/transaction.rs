@@ -98,7 +98,7 @@ pub(crate) fn send(
     outcomes: &mut [Outcome],
 ) -> Result<usize> {
     let seq = sender.next_seq();
-    let charge = message.charge();
+    let charge = message.charge(sender.uid(), carried.len());
     if let ([d], []) = (&mut *deliveries, &*carried) {
         // One destination and no references to take: nothing needs
         // undoing, so the entry is staged and committed in one step.
@@ -112,7 +112,7 @@ pub(crate) fn send(
         let pushed = d
             .node
             .owner
-            .push_message(&d.node, sender.id(), seq, entry, slot, charge);
+            .push_message(&d.node, sender.id(), seq, entry, slot, &charge);
         return match pushed {
             Ok(()) => {
                 outcomes[d.index] = Outcome::Delivered;
@@ -151,7 +151,7 @@ pub(crate) fn send(
         let staged = d
             .node
             .owner
-            .stage_message(&d.node, id, slot, single, charge);
+            .stage_message(&d.node, id, slot, single, &charge);
         match staged {
             Ok(stamp) => {
                 max_time = max_time.max(stamp.time);

@@ -79,7 +79,17 @@ pub(crate) fn write_u64s(addr: u64, words: &[u64]) -> Result {
         .write_slice(words.as_bytes())
 }
 
-/// Writes `values` (the errno array of `bus1_send(2)`).
+/// Reads `n` `int`s (file descriptors).
+pub(crate) fn read_i32s(addr: u64, n: usize) -> Result<KVec<i32>> {
+    let mut values = KVec::new();
+    values.resize(n, 0, GFP_KERNEL)?;
+    user(addr, size_of_val(&values[..]))
+        .reader()
+        .read_slice(values.as_mut_bytes())?;
+    Ok(values)
+}
+
+/// Writes `values` (errnos, file descriptors).
 pub(crate) fn write_i32s(addr: u64, values: &[i32]) -> Result {
     user(addr, size_of_val(values))
         .writer()

@@ -57,7 +57,28 @@ syscall_free() {
 	! grep -qE "^$1[[:space:]]" "$2" || die "syscall number $1 is taken in $2"
 }
 
-# --- 1: the subsystem with its first system call -----------------------------
+# --- 1: Rust helpers bus1 needs ----------------------------------------------
+python3 "$kedit" rust/helpers/task.c before '^#endif /\* CONFIG_USER_NS \*/' '
+__rust_helper uid_t rust_helper_from_kuid_munged(struct user_namespace *to,
+						kuid_t uid)
+{
+	return from_kuid_munged(to, uid);
+}
+
+__rust_helper gid_t rust_helper_from_kgid_munged(struct user_namespace *to,
+						kgid_t gid)
+{
+	return from_kgid_munged(to, gid);
+}'
+python3 "$kedit" rust/helpers/task.c before '^__rust_helper struct user_namespace \*rust_helper_current_user_ns\(' \
+	'__rust_helper kgid_t rust_helper_current_egid(void)
+{
+	return current_egid();
+}
+'
+commit rust-helpers.txt rust/helpers/task.c
+
+# --- 2: the subsystem with its first system call -----------------------------
 mkdir -p ipc/bus1
 cp "$BUS1_ROOT"/ipc-bus1/{Kconfig,Makefile,bus1.h,syscalls.c,*.rs} ipc/bus1/
 cp "$BUS1_ROOT/uapi/bus1.h" include/uapi/linux/bus1.h
@@ -81,11 +102,11 @@ python3 "$kedit" rust/bindings/bindings_helper.h before '^#if IS_ENABLED\(CONFIG
 python3 "$kedit" rust/uapi/uapi_helper.h before '^#include <uapi/linux/ethtool.h>' \
 	'#include <uapi/linux/bus1.h>'
 python3 "$kedit" MAINTAINERS maintainers "$(cat "$series/maintainers.txt")"
-commit 0001-subsystem.txt ipc/bus1 include/uapi/linux/bus1.h init/Kconfig ipc/Makefile \
+commit subsystem.txt ipc/bus1 include/uapi/linux/bus1.h init/Kconfig ipc/Makefile \
 	include/linux/syscalls.h kernel/sys_ni.c rust/bindings/bindings_helper.h \
 	rust/uapi/uapi_helper.h MAINTAINERS
 
-# --- 2: syscall numbers ---------------------------------------------------------
+# --- 3: syscall numbers ---------------------------------------------------------
 nr=$NR_BUS1_OPEN
 x86_lines=() generic_lines=() unistd="/* ipc/bus1/syscalls.c */"
 for name in "${SYSCALLS[@]}"; do
@@ -104,15 +125,15 @@ python3 "$kedit" scripts/syscall.tbl after "^$prev\\s+common" \
 python3 "$kedit" include/uapi/asm-generic/unistd.h before '^#undef __NR_syscalls' "$unistd"$'\n'
 python3 "$kedit" include/uapi/asm-generic/unistd.h sub \
 	'^#define __NR_syscalls [0-9]+' "#define __NR_syscalls $nr"
-commit 0002-syscall-numbers.txt arch/x86/entry/syscalls/syscall_64.tbl scripts/syscall.tbl \
+commit syscall-numbers.txt arch/x86/entry/syscalls/syscall_64.tbl scripts/syscall.tbl \
 	include/uapi/asm-generic/unistd.h
 
-# --- 3: documentation -----------------------------------------------------------
+# --- 4: documentation -----------------------------------------------------------
 cp "$BUS1_ROOT/Documentation/userspace-api/bus1.rst" Documentation/userspace-api/bus1.rst
 python3 "$kedit" Documentation/userspace-api/index.rst after '^   rseq$' '   bus1'
 python3 "$kedit" MAINTAINERS before '^F:	include/uapi/linux/bus1.h$' \
 	'F:	Documentation/userspace-api/bus1.rst'
-commit 0003-documentation.txt Documentation/userspace-api MAINTAINERS
+commit documentation.txt Documentation/userspace-api MAINTAINERS
 
 # --- export ---------------------------------------------------------------------
 git config branch.bus1-series.description "$(cat "$series/cover-letter.txt")"

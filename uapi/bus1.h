@@ -71,12 +71,14 @@
  * BUS1_VECS_MAX:		vectors in one struct bus1_message or bus1_recv.
  * BUS1_HANDLES_MAX:		handles carried by one message.
  * BUS1_PAYLOAD_MAX:		payload bytes of one message.
+ * BUS1_FDS_MAX:		file descriptors carried by one message.
  */
 #define BUS1_NODES_DESTROY_MAX	1024
 #define BUS1_DESTINATIONS_MAX	1024
 #define BUS1_VECS_MAX		1024
 #define BUS1_HANDLES_MAX	256
 #define BUS1_PAYLOAD_MAX	(1U << 22)
+#define BUS1_FDS_MAX		256
 
 /**
  * DOC: message types
@@ -149,6 +151,8 @@ struct bus1_vec {
  * @n_handles:	number of entries in @handles, at most BUS1_HANDLES_MAX
  * @errors:	address of an array of n_destinations __s32, or 0; receives
  *		one errno value per destination (see below)
+ * @fds:	address of an array of int, file descriptors of the sender
+ * @n_fds:	number of entries in @fds, at most BUS1_FDS_MAX
  *
  * int bus1_send(int peer, const __u64 *destinations,
  *		 unsigned int n_destinations,
@@ -170,14 +174,27 @@ struct bus1_vec {
  *
  * A destination refuses with ENXIO (the sender has no such id),
  * EHOSTUNREACH (the node is destroyed, or its owner is gone) or EDQUOT (the
- * receiving peer's queue holds as many messages or bytes as it may; the
- * use and the limits are shown in /proc/<pid>/fdinfo/<fd> of the peer as
- * "bus1-queue-messages" and "bus1-queue-bytes", each message counting its
- * payload plus a fixed overhead).  Space is given back as the receiver
- * takes messages off its queue.  When @errors
+ * message does not fit the receiver's quota, see below).  When @errors
  * is set, it is written before anything else happens, and on return holds
  * for each destination 0 (queued), the errno of its refusal, or ECANCELED
  * (not queued because the call failed as a whole).
+ *
+ * File descriptors: the message holds the files of @fds until it is
+ * received or dropped.  bus1 peers and AF_UNIX sockets cannot be passed
+ * (EOPNOTSUPP): a message holding its own receiver, directly or through a
+ * socket's queue, would be a reference cycle nothing ever breaks.  A
+ * descriptor that is not open fails the call with EBADF.
+ *
+ * Quota: a message is charged to its receiver when it is sent: to the
+ * receiving peer and to the user who opened that peer (all of that user's
+ * peers share one pool).  It costs one message, its payload plus a fixed
+ * overhead in bytes, its handles and its file descriptors, and is given
+ * back when the receiver dequeues it.  A sender of another user may hold
+ * at most what remains free of either pool after its charge, so no user
+ * can fill another user's pools.  The limits are the sysctls
+ * /proc/sys/bus1/max_{peer,user}_{messages,bytes,handles,fds}; the use and
+ * the limits are shown in /proc/<pid>/fdinfo/<fd> of a peer as
+ * "bus1-queue-<resource>" and "bus1-user-<resource>" lines.
  */
 struct bus1_message {
 	__u64 vecs;
@@ -185,11 +202,14 @@ struct bus1_message {
 	__u64 handles;
 	__u64 n_handles;
 	__u64 errors;
+	__u64 fds;
+	__u64 n_fds;
 };
 
 #define BUS1_SEND_CONTINUE	(1U << 0)
 
-#define BUS1_MESSAGE_SIZE_VER0	40
+#define BUS1_MESSAGE_SIZE_VER0	40	/* without @fds, @n_fds */
+#define BUS1_MESSAGE_SIZE_VER1	56
 
 /**
  * struct bus1_recv - what bus1_recv() receives into
@@ -203,13 +223,25 @@ struct bus1_message {
  *		BUS1_MSG_DATA and BUS1_MSG_NODE_RELEASE; its handle or node for
  *		BUS1_MSG_NODE_DESTROY)
  * @flags:	out: BUS1_RECV_FLAG_*
+ * @fds:	in: address of an array of int for the received descriptors
+ * @n_fds:	in: capacity of @fds; out: descriptors in the message
+ * @uid:	out: the sender's effective uid, in the receiver's user namespace
+ * @gid:	out: the sender's effective gid, likewise
+ * @pid:	out: the sender's process id, in the receiver's pid namespace
+ *		(0 if not visible there)
+ * @tid:	out: the sender's thread id, likewise
  *
  * int bus1_recv(int peer, struct bus1_recv *args, size_t size,
  *		 unsigned int flags);
  *
- * Dequeues the next message.  When the payload or the handles do not fit,
- * fails with EMSGSIZE, reports the sizes needed in @n_bytes and
- * @n_handles, and leaves the message queued.  No flags are defined yet
+ * Dequeues the next message.  When the payload, the handles or the file
+ * descriptors do not fit, fails with EMSGSIZE, reports the sizes needed in
+ * @n_bytes, @n_handles and @n_fds, and leaves the message queued.  The
+ * descriptors are installed with O_CLOEXEC; when the file descriptor table
+ * is full the call fails with EMFILE and the message stays queued.  The
+ * credentials are those of the sending task when it sent the message (the
+ * overflow uid and gid when they have no mapping); for notifications @uid
+ * and @gid are (__u32)-1 and @pid and @tid 0.  No flags are defined yet
  * for the call.
  *
  * BUS1_RECV_FLAG_CONTINUE:	the next entry in the queue belongs to the same
@@ -226,9 +258,16 @@ struct bus1_recv {
 	__u64 type;
 	__u64 id;
 	__u64 flags;
+	__u64 fds;
+	__u64 n_fds;
+	__u32 uid;
+	__u32 gid;
+	__s32 pid;
+	__s32 tid;
 };
 
-#define BUS1_RECV_SIZE_VER0	64
+#define BUS1_RECV_SIZE_VER0	64	/* up to @flags */
+#define BUS1_RECV_SIZE_VER1	96
 
 #define BUS1_RECV_FLAG_CONTINUE	(1ULL << 0)
 

@@ -44,11 +44,14 @@ pub mod sys {
     pub const BUS1_VECS_MAX: u32 = 1024;
     pub const BUS1_HANDLES_MAX: u32 = 256;
     pub const BUS1_PAYLOAD_MAX: u32 = 1 << 22;
+    pub const BUS1_FDS_MAX: u32 = 256;
     pub const BUS1_MSG_DATA: u64 = 1;
     pub const BUS1_MSG_NODE_DESTROY: u64 = 2;
     pub const BUS1_MSG_NODE_RELEASE: u64 = 3;
     pub const BUS1_MESSAGE_SIZE_VER0: usize = 40;
+    pub const BUS1_MESSAGE_SIZE_VER1: usize = 56;
     pub const BUS1_RECV_SIZE_VER0: usize = 64;
+    pub const BUS1_RECV_SIZE_VER1: usize = 96;
     /// `bus1_send()` flag: deliver to every destination that takes it.
     pub const BUS1_SEND_CONTINUE: u32 = 1 << 0;
     /// `bus1_recv.flags`: the next entry belongs to the same transaction.
@@ -71,6 +74,8 @@ pub mod sys {
         pub handles: u64,
         pub n_handles: u64,
         pub errors: u64,
+        pub fds: u64,
+        pub n_fds: u64,
     }
 
     /// `struct bus1_recv`.
@@ -85,6 +90,12 @@ pub mod sys {
         pub r#type: u64,
         pub id: u64,
         pub flags: u64,
+        pub fds: u64,
+        pub n_fds: u64,
+        pub uid: u32,
+        pub gid: u32,
+        pub pid: i32,
+        pub tid: i32,
     }
 
     fn ret(value: usize) -> Result<usize, Errno> {
@@ -126,6 +137,13 @@ pub struct Received {
     pub n_handles: usize,
     /// `BUS1_RECV_FLAG_*`.
     pub flags: u64,
+    /// File descriptors (written to the fd array).
+    pub n_fds: usize,
+    /// The sender's credentials, as the receiver sees them.
+    pub uid: u32,
+    pub gid: u32,
+    pub pid: i32,
+    pub tid: i32,
 }
 
 impl Received {
@@ -250,6 +268,32 @@ impl Peer {
         flags: u32,
         errors: Option<&mut [i32]>,
     ) -> Result<usize, Errno> {
+        self.multicast_with_fds(dsts, parts, handles, &[], flags, errors)
+    }
+
+    /// `bus1_send()` of `parts`, `handles` and the file descriptors `fds`
+    /// to `dst`.
+    pub fn send_with_fds(
+        &self,
+        dst: u64,
+        parts: &[&[u8]],
+        handles: &[u64],
+        fds: &[RawFd],
+    ) -> Result<(), Errno> {
+        self.multicast_with_fds(&[dst], parts, handles, fds, 0, None)
+            .map(drop)
+    }
+
+    /// `multicast()` with file descriptors.
+    pub fn multicast_with_fds(
+        &self,
+        dsts: &[u64],
+        parts: &[&[u8]],
+        handles: &[u64],
+        fds: &[RawFd],
+        flags: u32,
+        errors: Option<&mut [i32]>,
+    ) -> Result<usize, Errno> {
         let vecs: Vec<sys::Bus1Vec> = parts
             .iter()
             .map(|p| sys::Bus1Vec {
@@ -270,6 +314,8 @@ impl Peer {
             handles: handles.as_ptr() as u64,
             n_handles: handles.len() as u64,
             errors,
+            fds: fds.as_ptr() as u64,
+            n_fds: fds.len() as u64,
         };
         // SAFETY: every pointer is valid for the lengths given with it.
         unsafe { self.send_raw(dsts, &msg, std::mem::size_of_val(&msg), flags) }
@@ -307,6 +353,17 @@ impl Peer {
     /// `bus1_recv()` into `buf` and `handles`.  On `EMSGSIZE` the sizes
     /// needed are in the returned error's companion `needed`.
     pub fn recv(&self, buf: &mut [u8], handles: &mut [u64]) -> Result<Received, (Errno, Received)> {
+        self.recv_with_fds(buf, handles, &mut [])
+    }
+
+    /// `bus1_recv()` into `buf`, `handles` and `fds` (the new descriptors
+    /// of the message, installed with `O_CLOEXEC`; the caller owns them).
+    pub fn recv_with_fds(
+        &self,
+        buf: &mut [u8],
+        handles: &mut [u64],
+        fds: &mut [RawFd],
+    ) -> Result<Received, (Errno, Received)> {
         let vec = sys::Bus1Vec {
             base: buf.as_mut_ptr() as u64,
             len: buf.len() as u64,
@@ -316,6 +373,8 @@ impl Peer {
             n_vecs: 1,
             handles: handles.as_mut_ptr() as u64,
             n_handles: handles.len() as u64,
+            fds: fds.as_mut_ptr() as u64,
+            n_fds: fds.len() as u64,
             ..Default::default()
         };
         // SAFETY: `args` and the buffers it points to are valid and writable.
@@ -326,6 +385,11 @@ impl Peer {
             n_bytes: args.n_bytes as usize,
             n_handles: args.n_handles as usize,
             flags: args.flags,
+            n_fds: args.n_fds as usize,
+            uid: args.uid,
+            gid: args.gid,
+            pid: args.pid,
+            tid: args.tid,
         };
         match res {
             Ok(()) => Ok(received),

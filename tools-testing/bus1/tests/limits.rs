@@ -29,7 +29,12 @@ fn a_message_carries_exactly_the_handle_limit() {
                 id: 0,
                 n_bytes: 1,
                 n_handles: max,
-                flags: 0
+                flags: 0,
+                n_fds: 0,
+                uid: 0,
+                gid: 0,
+                pid: 0,
+                tid: 0,
             }
         ))
     );

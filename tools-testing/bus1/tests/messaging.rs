@@ -563,7 +563,7 @@ fn bad_arguments_fail_without_effect() {
             holder.send_raw(&[handle], big.as_ptr().cast(), 64, 0),
             Ok(1)
         );
-        big[6] = 1;
+        big[7] = 1;
         assert_eq!(
             holder.send_raw(&[handle], big.as_ptr().cast(), 64, 0),
             Err(Errno::E2BIG)
