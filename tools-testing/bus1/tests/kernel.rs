@@ -15,6 +15,8 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, fork};
 
 mod accounting;
+mod creds;
+mod fds;
 mod limits;
 mod messaging;
 mod multicast;
@@ -76,6 +78,12 @@ pub(crate) fn report(line: &str) {
 
 /// Runs `child` in a forked process and returns its exit code.
 pub(crate) fn in_child(child: impl FnOnce() -> i32) -> i32 {
+    in_child_pid(&mut 0, child)
+}
+
+/// `in_child()` that also tells the child's pid (in the caller's pid
+/// namespace).
+pub(crate) fn in_child_pid(pid: &mut i32, child: impl FnOnce() -> i32) -> i32 {
     // SAFETY: the test binary runs its tests on one thread; the child only
     // runs `child` and exits.
     match unsafe { fork() }.unwrap() {
@@ -84,10 +92,13 @@ pub(crate) fn in_child(child: impl FnOnce() -> i32) -> i32 {
             // SAFETY: leave the child without running the parent's exit handlers.
             unsafe { nix::libc::_exit(code) }
         }
-        ForkResult::Parent { child } => match waitpid(child, None).unwrap() {
-            WaitStatus::Exited(_, code) => code,
-            status => panic!("child ended with {status:?}"),
-        },
+        ForkResult::Parent { child } => {
+            *pid = child.as_raw();
+            match waitpid(child, None).unwrap() {
+                WaitStatus::Exited(_, code) => code,
+                status => panic!("child ended with {status:?}"),
+            }
+        }
     }
 }
 
