@@ -37,7 +37,12 @@ static MAX_USER_BYTES: Atomic<u32> = Atomic::new(256 << 20);
 static MAX_USER_HANDLES: Atomic<u32> = Atomic::new(4 * 65536);
 static MAX_USER_FDS: Atomic<u32> = Atomic::new(4 * 4096);
 
-fn usage_of(messages: &Atomic<u32>, bytes: &Atomic<u32>, handles: &Atomic<u32>, fds: &Atomic<u32>) -> Usage {
+fn usage_of(
+    messages: &Atomic<u32>,
+    bytes: &Atomic<u32>,
+    handles: &Atomic<u32>,
+    fds: &Atomic<u32>,
+) -> Usage {
     Usage {
         messages: messages.load(Relaxed).into(),
         bytes: bytes.load(Relaxed).into(),
@@ -48,12 +53,22 @@ fn usage_of(messages: &Atomic<u32>, bytes: &Atomic<u32>, handles: &Atomic<u32>, 
 
 /// What one peer's queue may hold.
 pub(crate) fn peer() -> Usage {
-    usage_of(&MAX_PEER_MESSAGES, &MAX_PEER_BYTES, &MAX_PEER_HANDLES, &MAX_PEER_FDS)
+    usage_of(
+        &MAX_PEER_MESSAGES,
+        &MAX_PEER_BYTES,
+        &MAX_PEER_HANDLES,
+        &MAX_PEER_FDS,
+    )
 }
 
 /// What the queues of one user's peers may hold together.
 pub(crate) fn user() -> Usage {
-    usage_of(&MAX_USER_MESSAGES, &MAX_USER_BYTES, &MAX_USER_HANDLES, &MAX_USER_FDS)
+    usage_of(
+        &MAX_USER_MESSAGES,
+        &MAX_USER_BYTES,
+        &MAX_USER_HANDLES,
+        &MAX_USER_FDS,
+    )
 }
 
 /// The `ctl_table` in a `static` needs `Sync`; it is only read, by the

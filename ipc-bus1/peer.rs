@@ -648,7 +648,13 @@ impl Peer {
             if let Some(node) = destroying {
                 node.mark_destroyed();
             }
-            queue.stage(id, slot, false, &Charge::default(), &mut ShareSlots::default())
+            queue.stage(
+                id,
+                slot,
+                false,
+                &Charge::default(),
+                &mut ShareSlots::default(),
+            )
         };
         // A refused slot is freed here, after the lock.
         result.ok()

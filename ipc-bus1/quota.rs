@@ -142,7 +142,12 @@ impl Pool {
     }
 
     /// Whether `charge` fits under `limit` by the rules above.
-    fn check(&self, charge: &Charge, limit: &Usage, slot: &Option<ShareSlot>) -> Result<(), Refusal> {
+    fn check(
+        &self,
+        charge: &Charge,
+        limit: &Usage,
+        slot: &Option<ShareSlot>,
+    ) -> Result<(), Refusal> {
         let used = self.used.plus(charge.usage);
         if !used.within(limit, &charge.usage) {
             return Err(Refusal::Refused(EDQUOT));
@@ -308,7 +313,11 @@ impl Account {
     }
 
     /// Charges both pools, or neither.
-    pub(crate) fn charge(&mut self, charge: &Charge, slots: &mut ShareSlots) -> Result<(), Refusal> {
+    pub(crate) fn charge(
+        &mut self,
+        charge: &Charge,
+        slots: &mut ShareSlots,
+    ) -> Result<(), Refusal> {
         if charge.is_free() {
             return Ok(());
         }

@@ -85,7 +85,11 @@ fn a_hostile_user_cannot_starve_a_peer_or_its_user() {
     let _user_max = Sysctl::set("max_user_messages", 2048);
     // Three peers of root.
     let (p1, p2, p3) = (peer(), peer(), peer());
-    let nodes = [p1.create_node().unwrap(), p2.create_node().unwrap(), p3.create_node().unwrap()];
+    let nodes = [
+        p1.create_node().unwrap(),
+        p2.create_node().unwrap(),
+        p3.create_node().unwrap(),
+    ];
 
     // uid 1001 floods all three.  Per peer it gets half of the 1024: 512
     // (its share must stay within what remains free).  In the user pool its
@@ -125,7 +129,11 @@ fn a_hostile_user_cannot_starve_a_peer_or_its_user() {
     // ... and the hostile user may send again, within its share.
     assert_eq!(flood_as(1001, &p1, &nodes[..1], &[256]), 0);
     drop((p2, p3));
-    assert_eq!(pool(&p1, "bus1-user-messages"), (256, 2048), "closing gives back");
+    assert_eq!(
+        pool(&p1, "bus1-user-messages"),
+        (256, 2048),
+        "closing gives back"
+    );
 }
 
 #[test]
@@ -154,7 +162,12 @@ fn the_limits_are_sysctls_shown_in_fdinfo() {
     }
     // Only root may change them.
     let code = in_child(|| {
-        setresuid(Uid::from_raw(1001), Uid::from_raw(1001), Uid::from_raw(1001)).unwrap();
+        setresuid(
+            Uid::from_raw(1001),
+            Uid::from_raw(1001),
+            Uid::from_raw(1001),
+        )
+        .unwrap();
         match fs::write("/proc/sys/bus1/max_peer_messages", "1\n") {
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => 0,
             other => {
@@ -187,5 +200,9 @@ fn carried_handles_are_charged_until_received() {
     owner.recv(&mut buf, &mut ids).map_err(|(e, _)| e).unwrap();
     assert_eq!(pool(&owner, "bus1-queue-handles").0, 44);
     drop(owner);
-    assert_eq!(pool(&sender, "bus1-user-handles").0, 0, "closing gives back");
+    assert_eq!(
+        pool(&sender, "bus1-user-handles").0,
+        0,
+        "closing gives back"
+    );
 }

@@ -9,8 +9,8 @@ use bus1::{Peer, Received};
 use nix::sched::{CloneFlags, unshare};
 use nix::unistd::{Gid, Uid, getpid, gettid, setresgid, setresuid};
 
-use super::{in_child, in_child_pid};
 use super::messaging::{connect, peer};
+use super::{in_child, in_child_pid};
 
 fn recv_creds(p: &Peer) -> Received {
     p.recv(&mut [0u8; 64], &mut []).map_err(|(e, _)| e).unwrap()
@@ -51,7 +51,10 @@ fn a_message_carries_the_senders_ids_and_notifications_none() {
     assert_eq!(code, 0);
     let r = recv_creds(&owner);
     assert_eq!((r.uid, r.gid), (1002, 2002));
-    assert!(r.pid > 0 && r.pid != me.2, "the child's pid, after it exited");
+    assert!(
+        r.pid > 0 && r.pid != me.2,
+        "the child's pid, after it exited"
+    );
     assert_eq!(r.pid, r.tid);
     // Notifications have no sender.
     sender.release(handle).unwrap();
@@ -66,8 +69,18 @@ fn ids_are_mapped_into_the_receivers_user_namespace() {
     let (_, handle) = connect(&owner, &sender);
     sender.send(handle, &[b"root"], &[]).unwrap();
     let code = in_child(|| {
-        setresgid(Gid::from_raw(2001), Gid::from_raw(2001), Gid::from_raw(2001)).unwrap();
-        setresuid(Uid::from_raw(1001), Uid::from_raw(1001), Uid::from_raw(1001)).unwrap();
+        setresgid(
+            Gid::from_raw(2001),
+            Gid::from_raw(2001),
+            Gid::from_raw(2001),
+        )
+        .unwrap();
+        setresuid(
+            Uid::from_raw(1001),
+            Uid::from_raw(1001),
+            Uid::from_raw(1001),
+        )
+        .unwrap();
         sender.send(handle, &[b"1001"], &[]).unwrap();
         0
     });
@@ -106,7 +119,11 @@ fn pids_are_seen_in_the_receivers_pid_namespace() {
             // G does not see the outside sender...
             let r = recv_creds(&owner);
             if (r.pid, r.tid) != (0, 0) || getpid().as_raw() != 1 {
-                eprintln!("outside sender seen as {:?} by pid {}", (r.pid, r.tid), getpid());
+                eprintln!(
+                    "outside sender seen as {:?} by pid {}",
+                    (r.pid, r.tid),
+                    getpid()
+                );
                 return 1;
             }
             // ... and sees itself as pid 1.

@@ -64,7 +64,9 @@ fn a_message_carries_files_installed_close_on_exec() {
         .write_all(b"through")
         .unwrap();
     let mut got = [0u8; 7];
-    File::from(rd.try_clone().unwrap()).read_exact(&mut got).unwrap();
+    File::from(rd.try_clone().unwrap())
+        .read_exact(&mut got)
+        .unwrap();
     assert_eq!(&got, b"through");
     drop(fds);
     assert!(at_eof(&rd));
@@ -79,7 +81,14 @@ fn a_multicast_gives_every_receiver_its_own_descriptor() {
     let (_, hb) = connect(&b, &sender);
     let (rd, wr) = pipe().unwrap();
     let n = sender
-        .multicast_with_fds(&[ha, hb], &[], &[], &[wr.as_raw_fd(), wr.as_raw_fd()], 0, None)
+        .multicast_with_fds(
+            &[ha, hb],
+            &[],
+            &[],
+            &[wr.as_raw_fd(), wr.as_raw_fd()],
+            0,
+            None,
+        )
         .unwrap();
     assert_eq!(n, 2);
     drop(wr);
@@ -88,10 +97,14 @@ fn a_multicast_gives_every_receiver_its_own_descriptor() {
     drop(fds_a);
     let (_, _, fds_b) = recv_fds(&b);
     assert_eq!(fds_b.len(), 2);
-    File::from(fds_b[1].try_clone().unwrap()).write_all(b"b").unwrap();
+    File::from(fds_b[1].try_clone().unwrap())
+        .write_all(b"b")
+        .unwrap();
     drop(fds_b);
     let mut got = [0u8; 1];
-    File::from(rd.try_clone().unwrap()).read_exact(&mut got).unwrap();
+    File::from(rd.try_clone().unwrap())
+        .read_exact(&mut got)
+        .unwrap();
     assert_eq!(&got, b"b");
     assert!(at_eof(&rd), "all references given back");
 }
@@ -108,7 +121,13 @@ fn bus1_peers_and_unix_sockets_are_refused() {
         SockFlag::SOCK_CLOEXEC,
     )
     .unwrap();
-    let udp = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None).unwrap();
+    let udp = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
     let (_rd, wr) = pipe().unwrap();
     let other = peer();
     for (what, fd, errno) in [
@@ -155,9 +174,7 @@ fn bus1_peers_and_unix_sockets_are_refused() {
         ..Default::default()
     };
     // SAFETY: the kernel must fail on the bad address without effect.
-    let sent = unsafe {
-        sender.send_raw(&[handle], &msg, sys::BUS1_MESSAGE_SIZE_VER1, 0)
-    };
+    let sent = unsafe { sender.send_raw(&[handle], &msg, sys::BUS1_MESSAGE_SIZE_VER1, 0) };
     assert_eq!(sent, Err(Errno::EFAULT));
     assert_eq!(recv_err(&owner), Errno::EAGAIN);
     drop((owner, sender, other));
@@ -191,7 +208,11 @@ fn no_room_for_descriptors_is_emsgsize_and_the_message_stays() {
     // SAFETY: `args` and `buf` are valid.
     let old = unsafe { owner.recv_raw(&mut args, sys::BUS1_RECV_SIZE_VER0) };
     assert_eq!(old, Err(Errno::EMSGSIZE));
-    assert_eq!((args.n_bytes, args.n_fds), (1, 0), "VER0: n_fds not written");
+    assert_eq!(
+        (args.n_bytes, args.n_fds),
+        (1, 0),
+        "VER0: n_fds not written"
+    );
     assert_eq!(recv_fds(&owner).2.len(), 2, "the message stayed queued");
 }
 

@@ -17,6 +17,7 @@ use nix::unistd::{ForkResult, fork};
 mod accounting;
 mod creds;
 mod fds;
+mod hardening;
 mod limits;
 mod messaging;
 mod multicast;
