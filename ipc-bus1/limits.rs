@@ -86,7 +86,7 @@ unsafe impl Sync for SysctlTable {}
 #[cfg(CONFIG_SYSCTL)]
 const fn entry(name: &'static CStr, value: &'static Atomic<u32>) -> bindings::ctl_table {
     bindings::ctl_table {
-        procname: name.as_ptr().cast(),
+        procname: name.to_bytes_with_nul().as_ptr(),
         // `Atomic<u32>` has the size and layout of a `u32`.
         data: value.as_ptr().cast(),
         maxlen: core::mem::size_of::<u32>() as c_int,

@@ -59,14 +59,12 @@ syscall_free() {
 
 # --- 1: Rust helpers bus1 needs ----------------------------------------------
 python3 "$kedit" rust/helpers/task.c before '^#endif /\* CONFIG_USER_NS \*/' '
-__rust_helper uid_t rust_helper_from_kuid_munged(struct user_namespace *to,
-						kuid_t uid)
+__rust_helper uid_t rust_helper_from_kuid_munged(struct user_namespace *to, kuid_t uid)
 {
 	return from_kuid_munged(to, uid);
 }
 
-__rust_helper gid_t rust_helper_from_kgid_munged(struct user_namespace *to,
-						kgid_t gid)
+__rust_helper gid_t rust_helper_from_kgid_munged(struct user_namespace *to, kgid_t gid)
 {
 	return from_kgid_munged(to, gid);
 }'

@@ -458,7 +458,7 @@ mod tests {
             if !name.starts_with("BUS1_") {
                 continue;
             }
-            let expr: String = words.collect::<String>();
+            let expr: String = words.take_while(|w| !w.starts_with("/*")).collect();
             map.insert(name.to_owned(), eval(&expr));
         }
         map
@@ -493,11 +493,14 @@ mod tests {
             ("BUS1_VECS_MAX", BUS1_VECS_MAX as u64),
             ("BUS1_HANDLES_MAX", BUS1_HANDLES_MAX as u64),
             ("BUS1_PAYLOAD_MAX", BUS1_PAYLOAD_MAX as u64),
+            ("BUS1_FDS_MAX", BUS1_FDS_MAX as u64),
             ("BUS1_MSG_DATA", BUS1_MSG_DATA),
             ("BUS1_MSG_NODE_DESTROY", BUS1_MSG_NODE_DESTROY),
             ("BUS1_MSG_NODE_RELEASE", BUS1_MSG_NODE_RELEASE),
             ("BUS1_MESSAGE_SIZE_VER0", BUS1_MESSAGE_SIZE_VER0 as u64),
+            ("BUS1_MESSAGE_SIZE_VER1", BUS1_MESSAGE_SIZE_VER1 as u64),
             ("BUS1_RECV_SIZE_VER0", BUS1_RECV_SIZE_VER0 as u64),
+            ("BUS1_RECV_SIZE_VER1", BUS1_RECV_SIZE_VER1 as u64),
             ("BUS1_SEND_CONTINUE", BUS1_SEND_CONTINUE as u64),
             ("BUS1_RECV_FLAG_CONTINUE", BUS1_RECV_FLAG_CONTINUE),
         ]
@@ -510,8 +513,13 @@ mod tests {
     #[test]
     fn struct_sizes_match_uapi() {
         use super::sys::*;
-        assert_eq!(std::mem::size_of::<Bus1Message>(), BUS1_MESSAGE_SIZE_VER0);
-        assert_eq!(std::mem::size_of::<Bus1Recv>(), BUS1_RECV_SIZE_VER0);
+        assert_eq!(std::mem::size_of::<Bus1Message>(), BUS1_MESSAGE_SIZE_VER1);
+        assert_eq!(std::mem::size_of::<Bus1Recv>(), BUS1_RECV_SIZE_VER1);
+        assert_eq!(
+            std::mem::offset_of!(Bus1Message, fds),
+            BUS1_MESSAGE_SIZE_VER0
+        );
+        assert_eq!(std::mem::offset_of!(Bus1Recv, fds), BUS1_RECV_SIZE_VER0);
         assert_eq!(std::mem::size_of::<Bus1Vec>(), 16);
     }
 
