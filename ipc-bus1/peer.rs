@@ -15,7 +15,7 @@
 //! Every peer also gets a 64-bit id from a global counter, shown in
 //! `/proc/<pid>/fdinfo/<fd>`.
 //!
-//! Locking: each peer has four locks, always taken in this order, and never
+//! Locking: each peer has these locks, always taken in this order, and never
 //! two locks of the same kind at once (not even of two different peers):
 //!
 //! 1. `recv_lock` (mutex): one receiver copying out at a time, so that a
@@ -25,6 +25,11 @@
 //! 3. `nodes` (mutex): the `NodeState` of each node the peer owns;
 //! 4. `queue` (spinlock): the message queue.  Nothing is allocated or
 //!    dropped under it; queue slots are allocated beforehand.
+//! 5. The pool lock of the user the peer is charged to (spinlock, see
+//!    `quota.rs`), taken inside `queue` to charge both pools at once.
+//!
+//! The registry of users (`quota.rs`) is only locked when a peer is
+//! created or freed, with none of the above held.
 
 use kernel::{
     fs::File,

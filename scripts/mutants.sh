@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
-# Show that the ordering and atomicity tests can fail: build kernels with a
-# deliberately broken ordering core ("mutants") and check that the tests
-# meant to catch each break do fail.  Not part of scripts/test.sh (each
-# mutant is a kernel rebuild and a boot); run it after changing queue.rs,
-# transaction.rs or the tests in tools-testing/bus1/tests/multicast.rs.
+# Show that the tests can fail: build kernels with a deliberately broken
+# ordering core, quota, fd check or credential mapping ("mutants") and check
+# that the tests meant to catch each break do fail.  Not part of
+# scripts/test.sh (each mutant is a kernel rebuild and a boot); run it after
+# changing queue.rs, transaction.rs, quota.rs, files.rs, creds.rs or their
+# tests.
 #
 #   mutants.sh [RUNS]     RUNS boots per mutant (default 2)
 #
@@ -24,6 +25,10 @@ mutants=(
 	"per-queue-commit-time|transaction.rs|s/d.node.owner.commit(staged, time, entry);/d.node.owner.commit(staged, if single { time } else { staged.time + 1 }, entry);/|stress_global_order|one commit time for all queues"
 	"raise-at-commit|transaction.rs|s/d.node.owner.confirm(&d.node, staged, time)/d.node.owner.confirm(\&d.node, staged, 0)/;s/d.node.owner.commit(staged, time, entry);/d.node.owner.raise_clock(time); d.node.owner.commit(staged, time, entry);/|causality_holds_across_a_wide_multicast|all clocks raised before the first commit"
 	"no-alive-check-at-raise|peer.rs|s/            if !node.is_destroyed() {/            if true {/|multicast_is_atomic_against_a_concurrent_destruction|the destination check in step 3"
+	"no-fair-share|quota.rs|s/        if !share.plus(charge.usage).within(\&free_after, \&charge.usage) {/        if false {/|a_hostile_user_cannot_starve|the fair share of foreign senders"
+	"no-user-pool|quota.rs|s/        user_pool.check(charge, \&limits::user(), \&slots.user)?;//|a_hostile_user_cannot_starve|the per-user limit"
+	"unix-sockets-pass|files.rs|s/    !is_unix_socket(file)/    true/|bus1_peers_and_unix_sockets_are_refused|refusing AF_UNIX sockets"
+	"unmapped-uid|creds.rs|s/bindings::from_kuid_munged(ns, self.euid),/self.euid.val,/|ids_are_mapped_into_the_receivers_user_namespace|mapping the uid into the receiver's namespace"
 )
 
 cd "$BUS1_ROOT/tools-testing"

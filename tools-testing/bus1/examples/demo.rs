@@ -4,7 +4,8 @@
 //! the live object counter).
 
 use std::fs;
-use std::os::fd::AsRawFd;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd};
 
 use bus1::sys::BUS1_SEND_CONTINUE;
 use bus1::{BUS1_OPEN_CLOEXEC, BUS1_OPEN_NONBLOCK, Peer, sys};
@@ -40,6 +41,17 @@ fn set_tracing(on: bool) {
             if on { "1" } else { "0" },
         );
     }
+}
+
+/// The fdinfo lines of a peer's pools that are in use or limit messages.
+fn quota_lines(p: &Peer) -> String {
+    let info =
+        fs::read_to_string(format!("/proc/self/fdinfo/{}", p.as_raw_fd())).unwrap_or_default();
+    info.lines()
+        .filter(|l| l.starts_with("bus1-queue-messages") || l.starts_with("bus1-user-messages"))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -140,6 +152,38 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             String::from_utf8_lossy(&buf[..r.n_bytes])
         );
     }
+
+    // A file descriptor travels: c gets its own descriptor for b's pipe,
+    // with the sender's credentials; c's peer fd itself cannot travel.
+    let (rd, wr) = nix::unistd::pipe()?;
+    println!(
+        "b sends its own peer fd: {:?}",
+        b.send_with_fds(to_c, &[], &[], &[b.as_raw_fd()])
+            .unwrap_err()
+    );
+    b.send_with_fds(to_c, &[b"a pipe"], &[], &[wr.as_raw_fd()])?;
+    drop(wr);
+    println!("c's quota with it queued: {}", quota_lines(&c));
+    let mut fds = [-1];
+    let r = c
+        .recv_with_fds(&mut buf, &mut [], &mut fds)
+        .map_err(|(e, _)| e)?;
+    println!(
+        "c received {:?} with fd {} from uid {} gid {} pid {} tid {}",
+        String::from_utf8_lossy(&buf[..r.n_bytes]),
+        fds[0],
+        r.uid,
+        r.gid,
+        r.pid,
+        r.tid
+    );
+    // SAFETY: the kernel installed this descriptor for us.
+    let mut passed = fs::File::from(unsafe { std::os::fd::OwnedFd::from_raw_fd(fds[0]) });
+    passed.write_all(b"written by c")?;
+    drop(passed);
+    let mut text = String::new();
+    fs::File::from(rd).read_to_string(&mut text)?;
+    println!("b reads from its pipe: {text:?}");
     println!("live objects: {}", live_peers().replace('\n', ", "));
 
     drop(c);

@@ -206,3 +206,14 @@ fn carried_handles_are_charged_until_received() {
         "closing gives back"
     );
 }
+
+#[test]
+fn a_users_own_messages_count_in_its_pool() {
+    let (owner, sender) = (peer(), peer());
+    let (_, handle) = connect(&owner, &sender);
+    let before = pool(&owner, "bus1-user-messages").0;
+    sender.send(handle, &[b"x"], &[]).unwrap();
+    assert_eq!(pool(&owner, "bus1-queue-messages").0, 1);
+    assert_eq!(pool(&owner, "bus1-user-messages").0, before + 1);
+    assert_eq!(pool(&sender, "bus1-user-messages").0, before + 1, "one pool per user");
+}

@@ -44,30 +44,45 @@ fn at_eof(read_end: &OwnedFd) -> bool {
     file.read(&mut byte).unwrap() == 0
 }
 
-#[test]
-fn a_message_carries_files_installed_close_on_exec() {
-    let base = counts();
+/// A pipe whose write end travels `copies` times, with `payload`, from a
+/// sender to a receiver: (receiver, sender, sender's handle, read end).
+/// The caller's write end is closed, so the read end sees end-of-file
+/// once the message's files are gone.
+fn pipe_in_flight(payload: &[u8], copies: usize) -> (Peer, Peer, u64, OwnedFd) {
     let (owner, sender) = (peer(), peer());
     let (_, handle) = connect(&owner, &sender);
     let (rd, wr) = pipe().unwrap();
-    sender
-        .send_with_fds(handle, &[b"fd"], &[], &[wr.as_raw_fd()])
+    let fds = vec![wr.as_raw_fd(); copies];
+    sender.send_with_fds(handle, &[payload], &[], &fds).unwrap();
+    (owner, sender, handle, rd)
+}
+
+fn write_to(fd: &OwnedFd, bytes: &[u8]) {
+    File::from(fd.try_clone().unwrap())
+        .write_all(bytes)
         .unwrap();
+}
+
+fn read_from(fd: &OwnedFd, n: usize) -> Vec<u8> {
+    let mut got = vec![0u8; n];
+    File::from(fd.try_clone().unwrap())
+        .read_exact(&mut got)
+        .unwrap();
+    got
+}
+
+#[test]
+fn a_message_carries_files_installed_close_on_exec() {
+    let base = counts();
+    let (owner, sender, _, rd) = pipe_in_flight(b"fd", 1);
     assert_eq!(pool(&owner, "bus1-queue-fds").0, 1);
-    drop(wr);
     let (r, data, fds) = recv_fds(&owner);
     assert_eq!((r.kind, &data[..], r.n_fds), (BUS1_MSG_DATA, &b"fd"[..], 1));
     assert_eq!(pool(&owner, "bus1-queue-fds").0, 0);
     assert!(is_cloexec(&fds[0]), "installed with O_CLOEXEC");
     // The new descriptor is the same pipe.
-    File::from(fds[0].try_clone().unwrap())
-        .write_all(b"through")
-        .unwrap();
-    let mut got = [0u8; 7];
-    File::from(rd.try_clone().unwrap())
-        .read_exact(&mut got)
-        .unwrap();
-    assert_eq!(&got, b"through");
+    write_to(&fds[0], b"through");
+    assert_eq!(read_from(&rd, 7), b"through");
     drop(fds);
     assert!(at_eof(&rd));
     drop((owner, sender));
@@ -97,15 +112,9 @@ fn a_multicast_gives_every_receiver_its_own_descriptor() {
     drop(fds_a);
     let (_, _, fds_b) = recv_fds(&b);
     assert_eq!(fds_b.len(), 2);
-    File::from(fds_b[1].try_clone().unwrap())
-        .write_all(b"b")
-        .unwrap();
+    write_to(&fds_b[1], b"b");
     drop(fds_b);
-    let mut got = [0u8; 1];
-    File::from(rd.try_clone().unwrap())
-        .read_exact(&mut got)
-        .unwrap();
-    assert_eq!(&got, b"b");
+    assert_eq!(read_from(&rd, 1), b"b");
     assert!(at_eof(&rd), "all references given back");
 }
 
@@ -183,12 +192,7 @@ fn bus1_peers_and_unix_sockets_are_refused() {
 
 #[test]
 fn no_room_for_descriptors_is_emsgsize_and_the_message_stays() {
-    let (owner, sender) = (peer(), peer());
-    let (_, handle) = connect(&owner, &sender);
-    let (_rd, wr) = pipe().unwrap();
-    sender
-        .send_with_fds(handle, &[b"m"], &[], &[wr.as_raw_fd(), wr.as_raw_fd()])
-        .unwrap();
+    let (owner, _sender, _, _rd) = pipe_in_flight(b"m", 2);
     let mut one = [-1];
     let (e, needed) = owner
         .recv_with_fds(&mut [0u8; 8], &mut [], &mut one)
@@ -218,13 +222,7 @@ fn no_room_for_descriptors_is_emsgsize_and_the_message_stays() {
 
 #[test]
 fn a_full_descriptor_table_is_emfile_and_the_message_stays() {
-    let (owner, sender) = (peer(), peer());
-    let (_, handle) = connect(&owner, &sender);
-    let (rd, wr) = pipe().unwrap();
-    sender
-        .send_with_fds(handle, &[b"m"], &[], &[wr.as_raw_fd()])
-        .unwrap();
-    drop(wr);
+    let (owner, _sender, _, rd) = pipe_in_flight(b"m", 1);
     let code = in_child(|| {
         let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
         setrlimit(Resource::RLIMIT_NOFILE, 64, hard).unwrap();
@@ -254,13 +252,7 @@ fn a_full_descriptor_table_is_emfile_and_the_message_stays() {
 #[test]
 fn unreceived_files_are_released_with_the_queue() {
     let base = counts();
-    let (owner, sender) = (peer(), peer());
-    let (_, handle) = connect(&owner, &sender);
-    let (rd, wr) = pipe().unwrap();
-    sender
-        .send_with_fds(handle, &[], &[], &[wr.as_raw_fd()])
-        .unwrap();
-    drop(wr);
+    let (owner, sender, _, rd) = pipe_in_flight(b"", 1);
     assert!(!at_eof_nonblocking(&rd));
     // A reset drops the queue, and the files with it.
     owner.reset().unwrap();
