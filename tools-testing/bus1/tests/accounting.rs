@@ -215,5 +215,9 @@ fn a_users_own_messages_count_in_its_pool() {
     sender.send(handle, &[b"x"], &[]).unwrap();
     assert_eq!(pool(&owner, "bus1-queue-messages").0, 1);
     assert_eq!(pool(&owner, "bus1-user-messages").0, before + 1);
-    assert_eq!(pool(&sender, "bus1-user-messages").0, before + 1, "one pool per user");
+    assert_eq!(
+        pool(&sender, "bus1-user-messages").0,
+        before + 1,
+        "one pool per user"
+    );
 }
