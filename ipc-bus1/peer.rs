@@ -51,7 +51,7 @@ use crate::{
     message::{Entry, Message},
     node::{Holder, InflightRef, Node, NodeState},
     queue::{EntryId, Queue, Slot, Stamp},
-    quota::{Account, Charge, Refusal, ShareSlots, Usage, UserRef},
+    quota::{self, Account, Charge, Refusal, ShareSlots, Usage, UserRef},
     stats,
     transaction::{self, Delivery, Outcome},
 };
@@ -321,36 +321,28 @@ impl Peer {
         &self,
         sender: u64,
         seq: u64,
-        mut entry: Entry,
-        mut slot: Slot,
+        entry: Entry,
+        slot: Slot,
         charge: &Charge,
         refuse: impl Fn() -> bool,
     ) -> Result<(), (Entry, Slot, Error)> {
-        let mut shares = ShareSlots::default();
-        loop {
-            let pushed = {
-                let mut queue = self.queue.lock();
-                if refuse() {
-                    return Err((entry, slot, EHOSTUNREACH));
-                }
-                queue.push(sender, seq, entry, slot, charge, &mut shares)
-            };
-            match pushed {
-                Ok(readable) => {
-                    if readable {
-                        self.waitq.notify_all();
-                    }
-                    return Ok(());
-                }
-                Err((e, s, Refusal::Refused(err))) => return Err((e, s, err)),
-                Err((e, s, Refusal::NeedSlots)) => {
-                    (entry, slot) = (e, s);
-                    shares = match ShareSlots::new() {
-                        Ok(shares) => shares,
-                        Err(err) => return Err((entry, slot, err)),
-                    };
-                }
+        let pushed = quota::with_share_slots((entry, slot), |(entry, slot), shares| {
+            let mut queue = self.queue.lock();
+            if refuse() {
+                return Err(((entry, slot), Refusal::Refused(EHOSTUNREACH)));
             }
+            queue
+                .push(sender, seq, entry, slot, charge, shares)
+                .map_err(|(entry, slot, refusal)| ((entry, slot), refusal))
+        });
+        match pushed {
+            Ok(readable) => {
+                if readable {
+                    self.waitq.notify_all();
+                }
+                Ok(())
+            }
+            Err(((entry, slot), e)) => Err((entry, slot, e)),
         }
     }
 
@@ -673,32 +665,17 @@ impl Peer {
         &self,
         node: &Node,
         id: EntryId,
-        mut slot: Slot,
+        slot: Slot,
         raise: bool,
         charge: &Charge,
     ) -> Result<Stamp, (Slot, Error)> {
-        let mut shares = ShareSlots::default();
-        loop {
-            let staged = {
-                let mut queue = self.queue.lock();
-                if node.is_destroyed() {
-                    return Err((slot, EHOSTUNREACH));
-                }
-                queue.stage(id, slot, raise, charge, &mut shares)
-            };
-            // Unused share slots are freed here, after the lock.
-            match staged {
-                Ok(stamp) => return Ok(stamp),
-                Err((s, Refusal::Refused(e))) => return Err((s, e)),
-                Err((s, Refusal::NeedSlots)) => {
-                    slot = s;
-                    shares = match ShareSlots::new() {
-                        Ok(shares) => shares,
-                        Err(e) => return Err((slot, e)),
-                    };
-                }
+        quota::with_share_slots(slot, |slot, shares| {
+            let mut queue = self.queue.lock();
+            if node.is_destroyed() {
+                return Err((slot, Refusal::Refused(EHOSTUNREACH)));
             }
-        }
+            queue.stage(id, slot, raise, charge, shares)
+        })
     }
 
     /// What the peer's queue holds, and what all queues of its user hold.

@@ -290,8 +290,7 @@ impl Queue {
     /// caller outside the lock.
     pub(crate) fn close(&mut self) -> RBTree<Stamp, QueuedEntry> {
         self.closed = true;
-        self.account
-            .uncharge_all(self.entries.values().map(|queued| &queued.charge));
+        self.account.uncharge_all();
         core::mem::take(&mut self.entries)
     }
 

@@ -117,6 +117,30 @@ impl ShareSlots {
     }
 }
 
+/// Runs `attempt` (which takes the queue lock and charges) until it no
+/// longer asks for share slots, allocating them between attempts, outside
+/// the locks.  `held` is what an attempt consumes and gives back when it is
+/// refused; unused slots are freed on return, after the attempt's locks.
+pub(crate) fn with_share_slots<T, H>(
+    mut held: H,
+    mut attempt: impl FnMut(H, &mut ShareSlots) -> Result<T, (H, Refusal)>,
+) -> Result<T, (H, Error)> {
+    let mut shares = ShareSlots::default();
+    loop {
+        match attempt(held, &mut shares) {
+            Ok(done) => return Ok(done),
+            Err((back, Refusal::Refused(e))) => return Err((back, e)),
+            Err((back, Refusal::NeedSlots)) => {
+                held = back;
+                shares = match ShareSlots::new() {
+                    Ok(shares) => shares,
+                    Err(e) => return Err((held, e)),
+                };
+            }
+        }
+    }
+}
+
 /// One pool: what is charged to it, in total and by sender.
 pub(crate) struct Pool {
     /// The raw kuid whose senders are bounded by the limit alone.
@@ -186,6 +210,18 @@ impl Pool {
         self.used = self.used.minus(charge.usage);
         if let Some(share) = self.shares.get_mut(&charge.sender) {
             *share = share.minus(charge.usage);
+        }
+    }
+
+    /// Gives back everything `part` holds: `part` is a pool whose charges
+    /// were all charged to this one too, with the same owner (a peer's pool
+    /// within its user's), so the shares match sender by sender.
+    fn give_back_pool(&mut self, part: &Pool) {
+        self.used = self.used.minus(part.used);
+        for (sender, held) in part.shares.iter() {
+            if let Some(share) = self.shares.get_mut(sender) {
+                *share = share.minus(*held);
+            }
         }
     }
 
@@ -337,14 +373,11 @@ impl Account {
         self.pool.give_back(charge);
     }
 
-    /// Gives back the charges of every entry of a queue that is emptied.
-    pub(crate) fn uncharge_all<'a>(&mut self, charges: impl Iterator<Item = &'a Charge>) {
-        {
-            let mut user_pool = self.user.pool.lock();
-            for charge in charges {
-                user_pool.give_back(charge);
-            }
-        }
+    /// Gives back everything the queue holds (it is emptied): the user's
+    /// pool gets back the peer pool's totals, one step per sender rather
+    /// than per entry.
+    pub(crate) fn uncharge_all(&mut self) {
+        self.user.pool.lock().give_back_pool(&self.pool);
         self.pool.clear();
     }
 
