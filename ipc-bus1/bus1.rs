@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! DOC: bus1 - capability-based inter-process communication
+//! bus1: capability-based inter-process communication.
 //!
 //! bus1 is local IPC built from three kinds of objects:
 //!
@@ -106,14 +106,14 @@ pub unsafe extern "C" fn bus1_sys_node_create(
 #[export]
 pub unsafe extern "C" fn bus1_sys_handle_transfer(
     src_peer: c_int,
-    src_id: u64,
+    src_id: *const c_void,
     dst_peer: c_int,
     dst_id: *mut c_void,
     flags: c_uint,
 ) -> c_long {
     to_syscall_ret(syscall::handle_transfer(
         src_peer,
-        src_id,
+        src_id as u64,
         dst_peer,
         dst_id as u64,
         flags,
@@ -126,8 +126,12 @@ pub unsafe extern "C" fn bus1_sys_handle_transfer(
 ///
 /// See above.
 #[export]
-pub unsafe extern "C" fn bus1_sys_handle_release(peer: c_int, id: u64, flags: c_uint) -> c_long {
-    to_syscall_ret(syscall::handle_release(peer, id, flags))
+pub unsafe extern "C" fn bus1_sys_handle_release(
+    peer: c_int,
+    id: *const c_void,
+    flags: c_uint,
+) -> c_long {
+    to_syscall_ret(syscall::handle_release(peer, id as u64, flags))
 }
 
 /// Rust side of `bus1_nodes_destroy(2)`.

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! DOC: Sender credentials
+//! Sender credentials.
 //!
 //! Every data message carries who sent it: the effective uid and gid of the
 //! sending task and its process and thread, taken when the message is

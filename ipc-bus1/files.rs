@@ -1,17 +1,20 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! DOC: File descriptor passing
+//! File descriptor passing.
 //!
 //! A message can carry up to `BUS1_FDS_MAX` file descriptors.  The sender's
 //! descriptors are resolved to files when the message is sent; the message
 //! holds a reference to each file until it is received or dropped (a peer
 //! closed or reset with the message unreceived releases them).
 //!
-//! bus1 peers and `AF_UNIX` sockets cannot be passed (`EOPNOTSUPP`): a
-//! queued message that holds the file of its own receiver, or of a socket
-//! whose queue holds that receiver, is a reference cycle that nothing would
-//! ever break; `AF_UNIX` needs a garbage collector for exactly this, and
-//! bus1 does not have one.
+//! Files that can hold other files cannot be passed (`EOPNOTSUPP`): bus1
+//! peers (their queues hold messages with files), `AF_UNIX` sockets (their
+//! queues hold `SCM_RIGHTS` files) and io_uring instances (their registered
+//! files).  A queued message that holds such a file, which holds the
+//! message's own receiver, is a reference cycle that nothing would ever
+//! break; `AF_UNIX` needs a garbage collector for exactly this, and bus1
+//! does not have one.  The kernel's own tests decide the kind
+//! (`unix_get_socket()`, `io_is_uring_fops()`).
 //!
 //! The receiver gets new descriptors, always with `O_CLOEXEC` (a process
 //! that wants them inherited clears the flag).  They are reserved before
@@ -19,55 +22,66 @@
 //! with `EMFILE` and leaves the message queued, and installed only once the
 //! message is taken off the queue, when nothing can fail any more.
 
+use core::ptr::NonNull;
+
 use kernel::{
     bindings,
-    fs::{file::FileDescriptorReservation, File, LocalFile},
+    fs::{file::FileDescriptorReservation, File},
     prelude::*,
     sync::aref::ARef,
 };
 
-/// Whether `file` may travel in a message.
+/// Whether `file` may travel in a message: not if it can hold other
+/// files, which could make a cycle through a message that holds it.
 fn is_passable(file: &File) -> bool {
-    if crate::peer_file::is_peer_file(file) {
-        return false;
-    }
-    !is_unix_socket(file)
+    !crate::peer_file::is_peer_file(file) && !is_unix_socket(file) && !is_io_uring(file)
 }
 
-#[cfg(CONFIG_NET)]
+/// An `AF_UNIX` socket holds the files queued on it with `SCM_RIGHTS`.
+#[cfg(CONFIG_UNIX)]
 fn is_unix_socket(file: &File) -> bool {
-    // SAFETY: `file` is a valid file; `sock_from_file()` only compares its
-    // `f_op` and returns its socket, which lives as long as the file.
-    let sock = unsafe { bindings::sock_from_file(file.as_ptr()) };
-    if sock.is_null() {
-        return false;
-    }
-    // SAFETY: The socket of a file that we hold a reference to is valid, and
-    // its `ops` (the family's operations) are set for the life of the file.
-    let ops = unsafe { (*sock).ops };
-    // SAFETY: As above; the operations are a static table of the family.
-    !ops.is_null() && unsafe { (*ops).family } == bindings::AF_UNIX as c_int
+    // SAFETY: `file` is a valid file; `unix_get_socket()` only compares its
+    // inode's socket family and returns a pointer, not a reference.
+    !unsafe { bindings::unix_get_socket(file.as_ptr()) }.is_null()
 }
 
-#[cfg(not(CONFIG_NET))]
+#[cfg(not(CONFIG_UNIX))]
 fn is_unix_socket(_file: &File) -> bool {
     false
 }
 
+/// An io_uring instance holds its registered files.
+#[cfg(CONFIG_IO_URING)]
+fn is_io_uring(file: &File) -> bool {
+    // SAFETY: `file` is a valid file; only its `f_op` is compared.
+    unsafe { bindings::io_is_uring_fops(file.as_ptr()) }
+}
+
+#[cfg(not(CONFIG_IO_URING))]
+fn is_io_uring(_file: &File) -> bool {
+    false
+}
+
 /// Resolves the sender's descriptors `fds` to files: `EBADF` for one that
-/// is not open, `EOPNOTSUPP` for one that cannot be passed.
+/// is not open, `EOPNOTSUPP` for one that cannot be passed.  `O_PATH`
+/// descriptors are open descriptors too and can be passed.
 pub(crate) fn collect(fds: &[i32]) -> Result<KVec<ARef<File>>> {
-    let mut files = KVec::with_capacity(fds.len(), GFP_KERNEL)?;
+    let mut files = KVec::with_capacity(fds.len(), GFP_KERNEL_ACCOUNT)?;
     for &fd in fds {
         let fd = u32::try_from(fd).map_err(|_| EBADF)?;
-        let file = LocalFile::fget(fd)?;
-        // SAFETY: bus1 never calls `fdget_pos()`, and this runs in a bus1
-        // system call, so there is no active `fdget_pos()` on this thread.
-        let file = unsafe { LocalFile::assume_no_fdget_pos(file) };
+        // SAFETY: FFI call without requirements on `fd`; unlike `fget()`,
+        // `fget_raw()` also returns `O_PATH` files.
+        let file = NonNull::new(unsafe { bindings::fget_raw(fd) }).ok_or(EBADF)?;
+        // SAFETY: `fget_raw()` took a reference, which the `ARef` owns; the
+        // cast is fine as `File` wraps `struct file` transparently.  bus1
+        // never calls `fdget_pos()`, and this runs in a bus1 system call, so
+        // no `fdget_pos()` is active on this thread and the file may be
+        // shared with other threads (the invariant of `File`).
+        let file: ARef<File> = unsafe { ARef::from_raw(file.cast()) };
         if !is_passable(&file) {
             return Err(EOPNOTSUPP);
         }
-        files.push(file, GFP_KERNEL)?;
+        files.push(file, GFP_KERNEL_ACCOUNT)?;
     }
     Ok(files)
 }

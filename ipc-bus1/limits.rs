@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! DOC: Limits and their sysctls
+//! Limits and their sysctls.
 //!
 //! What may be queued on a peer, and on all peers of one user together, is
 //! bounded (see `quota.rs`).  The bounds are tunable by the administrator
@@ -10,7 +10,11 @@
 //!   `max_peer_fds`: what one peer's queue may hold;
 //! * `max_user_messages`, `max_user_bytes`, `max_user_handles`,
 //!   `max_user_fds`: what the queues of all peers opened by one user may
-//!   hold together.
+//!   hold together;
+//! * `max_peer_nodes`, `max_peer_held_handles`: how many nodes one peer may
+//!   own and how many handles it may hold;
+//! * `max_user_nodes`, `max_user_held_handles`: the same for all peers of
+//!   one user together.
 //!
 //! A new value applies to every later charge; what is queued already stays.
 //! The values are `unsigned int`s, so a byte limit is at most 4 GiB - 1.
@@ -36,6 +40,33 @@ static MAX_USER_MESSAGES: Atomic<u32> = Atomic::new(4 * 65536);
 static MAX_USER_BYTES: Atomic<u32> = Atomic::new(256 << 20);
 static MAX_USER_HANDLES: Atomic<u32> = Atomic::new(4 * 65536);
 static MAX_USER_FDS: Atomic<u32> = Atomic::new(4 * 4096);
+static MAX_PEER_NODES: Atomic<u32> = Atomic::new(16384);
+static MAX_PEER_HELD_HANDLES: Atomic<u32> = Atomic::new(16384);
+static MAX_USER_NODES: Atomic<u32> = Atomic::new(65536);
+static MAX_USER_HELD_HANDLES: Atomic<u32> = Atomic::new(65536);
+
+/// Limits on what a peer or user keeps: nodes it owns, handles it holds.
+#[derive(Clone, Copy)]
+pub(crate) struct Objects {
+    pub(crate) nodes: u64,
+    pub(crate) handles: u64,
+}
+
+/// How many nodes and handles one peer may have.
+pub(crate) fn peer_objects() -> Objects {
+    Objects {
+        nodes: MAX_PEER_NODES.load(Relaxed).into(),
+        handles: MAX_PEER_HELD_HANDLES.load(Relaxed).into(),
+    }
+}
+
+/// How many nodes and handles all peers of one user may have together.
+pub(crate) fn user_objects() -> Objects {
+    Objects {
+        nodes: MAX_USER_NODES.load(Relaxed).into(),
+        handles: MAX_USER_HELD_HANDLES.load(Relaxed).into(),
+    }
+}
 
 fn usage_of(
     messages: &Atomic<u32>,
@@ -74,7 +105,7 @@ pub(crate) fn user() -> Usage {
 /// The `ctl_table` in a `static` needs `Sync`; it is only read, by the
 /// sysctl core, and the values it points to are atomics.
 #[cfg(CONFIG_SYSCTL)]
-struct SysctlTable([bindings::ctl_table; 8]);
+struct SysctlTable([bindings::ctl_table; 12]);
 
 // SAFETY: The table itself is never written; the `data` pointers point to
 // `Atomic<u32>`s, which the sysctl core reads and writes as plain
@@ -108,6 +139,10 @@ static SYSCTL_TABLE: SysctlTable = SysctlTable([
     entry(c"max_user_bytes", &MAX_USER_BYTES),
     entry(c"max_user_handles", &MAX_USER_HANDLES),
     entry(c"max_user_fds", &MAX_USER_FDS),
+    entry(c"max_peer_nodes", &MAX_PEER_NODES),
+    entry(c"max_peer_held_handles", &MAX_PEER_HELD_HANDLES),
+    entry(c"max_user_nodes", &MAX_USER_NODES),
+    entry(c"max_user_held_handles", &MAX_USER_HELD_HANDLES),
 ]);
 
 /// The registration of `/proc/sys/bus1/`, undone on drop.

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! DOC: Messages and notifications
+//! Messages and notifications.
 //!
 //! A queue holds entries of three kinds: data messages sent with
 //! `bus1_send(2)` and the two notifications, node destruction and node
@@ -47,7 +47,7 @@ impl Message {
         n_handles: usize,
         files: KVec<ARef<File>>,
     ) -> Result<UniqueArc<Self>> {
-        let handles = KVec::with_capacity(n_handles, GFP_KERNEL)?;
+        let handles = KVec::with_capacity(n_handles, GFP_KERNEL_ACCOUNT)?;
         let creds = Creds::current();
         // Counted first: a failed allocation drops the value, uncounting it.
         stats::MESSAGES.inc();
@@ -58,7 +58,7 @@ impl Message {
                 files,
                 creds,
             },
-            GFP_KERNEL,
+            GFP_KERNEL_ACCOUNT,
         )?)
     }
 

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! DOC: Nodes
+//! Nodes.
 //!
 //! A node is owned by exactly one peer and is the target of messages: what
 //! is sent to a node is queued on its owner.  Other peers reach a node only
@@ -19,9 +19,16 @@
 //! advance: the owner's destruction notification when the node is created,
 //! each holder's when its handle is created, and the release notification
 //! whenever the reference count leaves zero.
+//!
+//! Release notifications are bounded: at most one per node is pending in
+//! the owner's queue.  Only the owner can raise the count from zero again
+//! (everybody else has no reference left to pass on), and doing so
+//! withdraws a pending release notification the owner has not started to
+//! receive, as in the original bus1.
 
 use kernel::{
     prelude::*,
+    rbtree::{RBTree, RBTreeNodeReservation},
     sync::{
         atomic::{Acquire, Atomic, Release},
         Arc,
@@ -54,7 +61,7 @@ impl Node {
                 owner,
                 destroyed: Atomic::new(false),
             },
-            GFP_KERNEL,
+            GFP_KERNEL_ACCOUNT,
         )?)
     }
 
@@ -72,28 +79,30 @@ impl Node {
         (self.owner.id(), self.id)
     }
 
-    /// Takes one reference for an in-flight message.  `spare` is a slot for
-    /// the release notification, consumed if the node needs one.
+    /// Takes one reference for an in-flight message sent by `sender`.
+    /// `spare` is a slot for the release notification, consumed if the
+    /// node needs one.
     ///
-    /// Returns `None` when the node is already destroyed.
-    pub(crate) fn get_inflight(self: &Arc<Self>, spare: &mut Option<Slot>) -> Option<InflightRef> {
+    /// Returns `None` when the node is already destroyed, or when nobody
+    /// but the owner holds it any more and `sender` is not the owner (the
+    /// sender's own handle was released while it sent).
+    pub(crate) fn get_inflight(
+        self: &Arc<Self>,
+        sender: &Peer,
+        spare: &mut Option<Slot>,
+    ) -> Option<InflightRef> {
+        let by_owner = core::ptr::eq(&*self.owner, sender);
         let mut nodes = self.owner.nodes.lock();
         let state = nodes.get_mut(&self.id)?;
-        state.get_ref(spare);
+        state.get_ref(&self.owner, spare, by_owner).ok()?;
         Some(InflightRef(self.clone()))
     }
 
-    /// Drops one reference and notifies the owner when it was the last.
+    /// Drops one reference; the owner is notified when it was the last.
     pub(crate) fn put_ref(&self) {
-        let slot = {
-            let mut nodes = self.owner.nodes.lock();
-            nodes.get_mut(&self.id).and_then(NodeState::put_ref)
-        };
-        if let Some(slot) = slot {
-            // The owner is told under no lock of ours; a closed owner gives
-            // the slot back and it is freed here.
-            self.owner
-                .deliver_notification(Entry::NodeRelease { id: self.id }, slot);
+        let mut nodes = self.owner.nodes.lock();
+        if let Some(state) = nodes.get_mut(&self.id) {
+            state.put_ref(&self.owner, self.id);
         }
     }
 }
@@ -115,45 +124,91 @@ pub(crate) struct Holder {
     pub(crate) staged: Option<Stamp>,
 }
 
+/// Key of a holder in `NodeState::holders`: (holder peer id, its handle id).
+pub(crate) type HolderKey = (u64, u64);
+
+/// Storage for one holder, allocated before any lock is taken.
+pub(crate) type HolderSlot = RBTreeNodeReservation<HolderKey, Holder>;
+
 /// The mutable state of a live node, in its owner's `nodes` map.
+///
+/// # Invariants
+///
+/// * `refs` counts the handles held by other peers plus the in-flight
+///   references of queued messages.
+/// * `release_slot` is `Some` whenever `refs` is non-zero: the release
+///   notification can always be sent.
+/// * At most one release notification of the node is in the owner's
+///   queue, and `release_queued` is its stamp while it may be there.
 pub(crate) struct NodeState {
-    /// Handles held by other peers plus in-flight references.
     refs: u64,
-    pub(crate) holders: KVec<Holder>,
+    /// The peers holding a handle; a tree, so that a node with very many
+    /// holders is still cheap to update.
+    pub(crate) holders: RBTree<HolderKey, Holder>,
     /// The owner's destruction notification, and where it is staged
     /// during the destruction.
     pub(crate) destroy_slot: Option<Slot>,
     pub(crate) destroy_stamp: Option<Stamp>,
-    /// The release notification; present whenever `refs` is non-zero.
+    /// The release notification, set aside for when `refs` drops to zero.
     release_slot: Option<Slot>,
+    /// The release notification queued on the owner and maybe not yet
+    /// received.
+    release_queued: Option<Stamp>,
 }
 
 impl NodeState {
     pub(crate) fn new(destroy_slot: Slot) -> Self {
         Self {
             refs: 0,
-            holders: KVec::new(),
+            holders: RBTree::new(),
             destroy_slot: Some(destroy_slot),
             destroy_stamp: None,
             release_slot: None,
+            release_queued: None,
         }
     }
 
-    /// Takes a reference; leaving zero takes a release slot from `spare`.
-    pub(crate) fn get_ref(&mut self, spare: &mut Option<Slot>) {
+    /// Takes a reference, under the owner's `nodes` lock.
+    ///
+    /// Only the owner may raise the count from zero (`by_owner`): a peer
+    /// that is not the owner can only pass on a reference it holds, and
+    /// once the count dropped to zero it holds none (`ENXIO`).  Raising it
+    /// from zero withdraws a release notification the owner has not
+    /// received yet, so that at most one is ever pending.  Leaving zero
+    /// takes a release slot from `spare`.
+    pub(crate) fn get_ref(
+        &mut self,
+        owner: &Peer,
+        spare: &mut Option<Slot>,
+        by_owner: bool,
+    ) -> Result {
+        if self.refs == 0 {
+            if !by_owner {
+                return Err(ENXIO);
+            }
+            if let Some(stamp) = self.release_queued.take() {
+                if let Some(removed) = owner.withdraw_notification(stamp) {
+                    // Reuses the entry's memory; nothing is freed.
+                    self.release_slot = Some(removed.into_reservation());
+                }
+            }
+        }
         if self.release_slot.is_none() {
-            self.release_slot = spare.take();
+            self.release_slot = Some(spare.take().ok_or(ENOMEM)?);
         }
         self.refs += 1;
+        Ok(())
     }
 
-    /// Drops a reference; returns the release slot when it was the last.
-    pub(crate) fn put_ref(&mut self) -> Option<Slot> {
+    /// Drops a reference, under the owner's `nodes` lock; when it was the
+    /// last, queues the release notification on the owner right away, so
+    /// that a raise from zero can find and withdraw it.
+    pub(crate) fn put_ref(&mut self, owner: &Peer, id: u64) {
         self.refs = self.refs.saturating_sub(1);
         if self.refs == 0 {
-            self.release_slot.take()
-        } else {
-            None
+            if let Some(slot) = self.release_slot.take() {
+                self.release_queued = owner.queue_notification(Entry::NodeRelease { id }, slot);
+            }
         }
     }
 }

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! DOC: Peers
+//! Peers.
 //!
 //! A peer is the endpoint a process communicates through.  It is created by
 //! `bus1_open(2)` and lives as long as the file that represents it (see
@@ -47,10 +47,10 @@ use kernel::{
 
 use crate::{
     creds::SeenCreds,
-    files,
+    files, limits,
     message::{Entry, Message},
-    node::{Holder, InflightRef, Node, NodeState},
-    queue::{EntryId, Queue, Slot, Stamp},
+    node::{Holder, HolderSlot, Node, NodeState},
+    queue::{EntryId, Queue, Removed, Slot, Stamp},
     quota::{self, Account, Charge, Refusal, ShareSlots, Usage, UserRef},
     stats,
     transaction::{self, Delivery, Outcome},
@@ -82,6 +82,24 @@ struct PeerState {
     by_node: RBTree<(u64, u64), u64>,
     /// Set when the peer's file is released; nothing is added after.
     closed: bool,
+    /// Nodes in `ids`, counted against the limits.
+    nodes: u64,
+    /// Handles in `ids`, counted against the limits.
+    handles: u64,
+}
+
+impl PeerState {
+    /// Empties the maps, gives back what they counted to the peer's user,
+    /// and hands them out to be dropped after the locks.
+    fn take_all(&mut self, user: &UserRef) -> (RBTree<u64, Ref>, RBTree<(u64, u64), u64>) {
+        user.user().give_back_objects(self.nodes, self.handles);
+        self.nodes = 0;
+        self.handles = 0;
+        (
+            core::mem::take(&mut self.ids),
+            core::mem::take(&mut self.by_node),
+        )
+    }
 }
 
 /// `BUS1_ID_INVALID`: a handle whose node is gone.
@@ -124,7 +142,38 @@ pub(crate) struct Received<'a> {
 
 /// Allocates one queue slot.
 fn new_slot() -> Result<Slot> {
-    RBTreeNodeReservation::new(GFP_KERNEL)
+    RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)
+}
+
+/// Lets other tasks run in a long loop; must not be called under a spinlock.
+pub(crate) fn cond_resched() {
+    // SAFETY: `cond_resched()` may be called from any sleepable context;
+    // the callers hold no spinlock.
+    unsafe { kernel::bindings::cond_resched() };
+}
+
+/// Everything one acquisition of a handle may need, allocated before any
+/// lock is taken.
+pub(crate) struct AcquireSlots {
+    id: RBTreeNodeReservation<u64, Ref>,
+    key: RBTreeNodeReservation<(u64, u64), u64>,
+    holder: HolderSlot,
+    /// The holder's destruction notification.
+    destroy: Option<Slot>,
+    /// The node's release notification, if its count leaves zero.
+    release: Option<Slot>,
+}
+
+impl AcquireSlots {
+    pub(crate) fn new() -> Result<Self> {
+        Ok(Self {
+            id: RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?,
+            key: RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?,
+            holder: RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?,
+            destroy: Some(new_slot()?),
+            release: Some(new_slot()?),
+        })
+    }
 }
 
 impl Peer {
@@ -144,12 +193,14 @@ impl Peer {
                     ids: RBTree::new(),
                     by_node: RBTree::new(),
                     closed: false,
+                    nodes: 0,
+                    handles: 0,
                 }),
                 nodes <- new_mutex!(RBTree::new()),
                 queue <- new_spinlock!(Queue::new(account)),
                 waitq,
             }? Error),
-            GFP_KERNEL,
+            GFP_KERNEL_ACCOUNT,
         )?;
         // Counted once fully built: only then does `drop()` run.
         stats::PEERS.inc();
@@ -179,36 +230,39 @@ impl Peer {
         self.queue.lock().is_readable()
     }
 
-    /// Takes an id that nobody will ever get again.
-    fn reserve_id(&self) -> Result<u64> {
-        let mut state = self.state.lock();
-        if state.closed {
-            return Err(ESHUTDOWN);
-        }
-        let id = state.next_id;
-        state.next_id += 1;
-        Ok(id)
-    }
-
     /// The node an id of this peer names (owned or through a handle).
     pub(crate) fn lookup(&self, id: u64) -> Result<Arc<Node>> {
         let state = self.state.lock();
         state.ids.get(&id).map(|r| r.node().clone()).ok_or(ENXIO)
     }
 
-    /// Creates a node owned by this peer (`bus1_node_create(2)`).
+    /// Creates a node owned by this peer (`bus1_node_create(2)`); `EDQUOT`
+    /// when the peer or its user has as many as the limits allow.
     pub(crate) fn create_node(self: &Arc<Self>) -> Result<u64> {
-        let id_slot = RBTreeNodeReservation::new(GFP_KERNEL)?;
-        let state_slot = RBTreeNodeReservation::new(GFP_KERNEL)?;
+        let id_slot = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?;
+        let state_slot = RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?;
         let destroy_slot = new_slot()?;
-        // An id burnt by a failure below is never seen by anybody.
-        let id = self.reserve_id()?;
-        let node = Node::new(id, self.clone())?;
 
         let mut state = self.state.lock();
         if state.closed {
-            return Err(ESHUTDOWN);
+            return Err(EBADF);
         }
+        if state.nodes >= limits::peer_objects().nodes {
+            return Err(EDQUOT);
+        }
+        let user = self.user.user();
+        user.take_node()?;
+        let id = state.next_id;
+        // Allocated under the mutex, so that a failure uses up no id.
+        let node = match Node::new(id, self.clone()) {
+            Ok(node) => node,
+            Err(e) => {
+                user.give_back_objects(1, 0);
+                return Err(e);
+            }
+        };
+        state.next_id += 1;
+        state.nodes += 1;
         let _ = self
             .nodes
             .lock()
@@ -218,8 +272,27 @@ impl Peer {
     }
 
     /// Gives this peer a reference to `node`: its node id if it owns the
-    /// node, else its handle, created or counted up.
-    pub(crate) fn acquire(self: &Arc<Self>, node: &Arc<Node>) -> Result<u64> {
+    /// node, else its handle, created or counted up.  `by_owner`: the
+    /// reference comes from the node's owner (see `NodeState::get_ref()`).
+    ///
+    /// A new handle counts against the limits of the peer and its user
+    /// (`EDQUOT`).
+    pub(crate) fn acquire(self: &Arc<Self>, node: &Arc<Node>, by_owner: bool) -> Result<u64> {
+        self.acquire_with(node, by_owner, true, AcquireSlots::new()?)
+    }
+
+    /// `acquire()` with its memory allocated beforehand.  Without `limited`
+    /// (a handle received in a message, already charged to the receiver's
+    /// queue when it was sent) a new handle is counted but never refused,
+    /// and the call fails only with `EHOSTUNREACH` (the node is destroyed)
+    /// or `ENXIO` (see `by_owner`).
+    fn acquire_with(
+        self: &Arc<Self>,
+        node: &Arc<Node>,
+        by_owner: bool,
+        limited: bool,
+        mut slots: AcquireSlots,
+    ) -> Result<u64> {
         if Arc::ptr_eq(&node.owner, self) {
             return if node.is_destroyed() {
                 Err(EHOSTUNREACH)
@@ -227,45 +300,55 @@ impl Peer {
                 Ok(node.id)
             };
         }
-        let id_slot = RBTreeNodeReservation::new(GFP_KERNEL)?;
-        let key_slot = RBTreeNodeReservation::new(GFP_KERNEL)?;
-        let mut spare = Some(new_slot()?);
-        let holder_slot = new_slot()?;
-
         let mut state = self.state.lock();
         if state.closed {
-            return Err(ESHUTDOWN);
+            return Err(EBADF);
         }
+        // Under the owner's `nodes` lock a node is alive exactly when it
+        // has a state there: checked before every kind of acquisition.
+        let mut nodes = node.owner.nodes.lock();
+        let node_state = nodes.get_mut(&node.id).ok_or(EHOSTUNREACH)?;
         if let Some(&id) = state.by_node.get(&node.key()) {
             if let Some(Ref::Handle { refs, .. }) = state.ids.get_mut(&id) {
                 *refs += 1;
                 return Ok(id);
             }
         }
-        let id = state.next_id;
-        {
-            let mut nodes = node.owner.nodes.lock();
-            let node_state = nodes.get_mut(&node.id).ok_or(EHOSTUNREACH)?;
-            node_state.holders.push(
-                Holder {
-                    peer: self.clone(),
-                    id,
-                    slot: Some(holder_slot),
-                    staged: None,
-                },
-                GFP_KERNEL,
-            )?;
-            node_state.get_ref(&mut spare);
+        let user = self.user.user();
+        if limited {
+            if state.handles >= limits::peer_objects().handles {
+                return Err(EDQUOT);
+            }
+            user.take_handle()?;
+        } else {
+            // Counted all the same, so that the user's total is right.
+            user.take_handle_unlimited();
         }
+        if let Err(e) = node_state.get_ref(&node.owner, &mut slots.release, by_owner) {
+            user.give_back_objects(0, 1);
+            return Err(e);
+        }
+        let id = state.next_id;
+        let holder = Holder {
+            peer: self.clone(),
+            id,
+            slot: slots.destroy.take(),
+            staged: None,
+        };
+        let _ = node_state
+            .holders
+            .insert(slots.holder.into_node((self.id, id), holder));
+        drop(nodes);
         state.next_id += 1;
-        let _ = state.ids.insert(id_slot.into_node(
+        state.handles += 1;
+        let _ = state.ids.insert(slots.id.into_node(
             id,
             Ref::Handle {
                 node: node.clone(),
                 refs: 1,
             },
         ));
-        let _ = state.by_node.insert(key_slot.into_node(node.key(), id));
+        let _ = state.by_node.insert(slots.key.into_node(node.key(), id));
         Ok(id)
     }
 
@@ -286,31 +369,27 @@ impl Peer {
         };
         let node = removed.node().clone();
         let _ = state.by_node.remove(&node.key());
-        let (holder, slot) = self.drop_holder(&node, id);
+        state.handles -= 1;
+        self.user.user().give_back_objects(0, 1);
+        let holder = self.drop_holder(&node, id);
         drop(state);
-        if let Some(slot) = slot {
-            node.owner
-                .deliver_notification(Entry::NodeRelease { id: node.id }, slot);
-        }
         drop(holder);
         drop(removed);
         Ok(())
     }
 
-    /// Removes this peer's handle `id` from `node`'s holders; returns the
-    /// holder entry and, if it was the last reference, the release slot.
-    fn drop_holder(&self, node: &Node, id: u64) -> (Option<Holder>, Option<Slot>) {
+    /// Removes this peer's handle `id` from `node`'s holders and gives its
+    /// reference back (which notifies the owner if it was the last);
+    /// returns the holder entry, to be dropped after the caller's locks.
+    fn drop_holder(&self, node: &Node, id: u64) -> Option<Holder> {
         let mut nodes = node.owner.nodes.lock();
-        let Some(node_state) = nodes.get_mut(&node.id) else {
-            // Destroyed: the holders are gone already, nobody is told.
-            return (None, None);
-        };
-        let holder = node_state
-            .holders
-            .iter()
-            .position(|h| h.id == id && core::ptr::eq(&*h.peer, self))
-            .and_then(|i| node_state.holders.remove(i).ok());
-        (holder, node_state.put_ref())
+        // Destroyed: the holders are gone already, nobody is told.
+        let node_state = nodes.get_mut(&node.id)?;
+        let holder = node_state.holders.remove(&(self.id, id));
+        if holder.is_some() {
+            node_state.put_ref(&node.owner, node.id);
+        }
+        holder
     }
 
     /// Queues an entry of a one-destination transaction, charged `charge`
@@ -325,7 +404,7 @@ impl Peer {
         slot: Slot,
         charge: &Charge,
         refuse: impl Fn() -> bool,
-    ) -> Result<(), (Entry, Slot, Error)> {
+    ) -> Result<Stamp, (Entry, Slot, Error)> {
         let pushed = quota::with_share_slots((entry, slot), |(entry, slot), shares| {
             let mut queue = self.queue.lock();
             if refuse() {
@@ -336,11 +415,11 @@ impl Peer {
                 .map_err(|(entry, slot, refusal)| ((entry, slot), refusal))
         });
         match pushed {
-            Ok(readable) => {
+            Ok((readable, stamp)) => {
                 if readable {
                     self.waitq.notify_all();
                 }
-                Ok(())
+                Ok(stamp)
             }
             Err(((entry, slot), e)) => Err((entry, slot, e)),
         }
@@ -359,13 +438,20 @@ impl Peer {
         charge: &Charge,
     ) -> Result<(), (Entry, Slot, Error)> {
         self.push(sender, seq, entry, slot, charge, || node.is_destroyed())
+            .map(drop)
     }
 
-    /// Queues a notification on this peer; a closed peer drops it.
-    pub(crate) fn deliver_notification(&self, entry: Entry, slot: Slot) {
+    /// Queues a notification on this peer and returns where; a closed peer
+    /// drops it.  Notifications are never charged, so nothing allocates.
+    pub(crate) fn queue_notification(&self, entry: Entry, slot: Slot) -> Option<Stamp> {
         let free = Charge::default();
-        let rejected = self.push(self.id, self.next_seq(), entry, slot, &free, || false);
-        drop(rejected);
+        self.push(self.id, self.next_seq(), entry, slot, &free, || false)
+            .ok()
+    }
+
+    /// Takes back a queued notification nobody has started to receive.
+    pub(crate) fn withdraw_notification(&self, stamp: Stamp) -> Option<Removed> {
+        self.queue.lock().withdraw(stamp)
     }
 
     /// Sends a message to the nodes `dsts` names, in one transaction
@@ -429,17 +515,24 @@ impl Peer {
     }
 
     /// Receives the next message (`bus1_recv(2)`): waits unless
-    /// `nonblock`, lets `copy_out` copy it to user space while it stays
-    /// queued, and dequeues it only if that worked.
+    /// `nonblock`, copies it out while it stays queued, and dequeues it
+    /// only once that worked.
     ///
-    /// `copy_out` gets the message and the receiver's ids of the handles it
-    /// carries (already acquired; given back if `copy_out` fails), and
-    /// returns the descriptors it reserved for the message's files, which
-    /// are installed once the message is dequeued.
+    /// `copy_out` does everything that can fail: it checks the sizes,
+    /// reserves the descriptors for the message's files, copies the payload
+    /// and checks that the caller's handle array can be written.  Only then
+    /// does the receiver become a holder of the handles the message carries,
+    /// so a receive that fails leaves no trace (in particular no handle that
+    /// a concurrent destruction would notify).  `write_ids` then stores the
+    /// handle ids; it fails only if another thread of the caller changed the
+    /// mapping meanwhile, and then the handles are given back and the
+    /// message stays queued.  The reserved descriptors are installed once
+    /// the message is dequeued.
     pub(crate) fn recv(
         self: &Arc<Self>,
         nonblock: bool,
-        copy_out: impl FnOnce(&Received<'_>, &[u64]) -> Result<files::Reserved>,
+        copy_out: impl FnOnce(&Received<'_>) -> Result<files::Reserved>,
+        write_ids: impl FnOnce(&[u64]) -> Result,
     ) -> Result {
         // Wait without holding `recv_lock`, so that every waiter can be
         // interrupted; then take the first entry under it.
@@ -469,60 +562,73 @@ impl Peer {
             }
         };
 
-        let empty = [];
-        let (payload, inflight, files) = match &message {
-            Some(m) => (&m.payload[..], &m.handles[..], &m.files[..]),
-            None => (&empty[..], &[][..], &[][..]),
+        let result = self.copy_out(kind, id, message.as_deref(), continues, copy_out, write_ids);
+        let taken = {
+            let mut queue = self.queue.lock();
+            match result {
+                Ok(_) => queue.pop(),
+                Err(_) => {
+                    queue.end_read();
+                    None
+                }
+            }
+        };
+        let reserved = result?;
+        if let Some(message) = &message {
+            reserved.install(&message.files);
+        }
+        drop(taken);
+        drop(message);
+        Ok(())
+    }
+
+    /// The part of `recv()` between peeking and dequeuing.
+    fn copy_out(
+        self: &Arc<Self>,
+        kind: u64,
+        id: u64,
+        message: Option<&Message>,
+        continues: bool,
+        copy_out: impl FnOnce(&Received<'_>) -> Result<files::Reserved>,
+        write_ids: impl FnOnce(&[u64]) -> Result,
+    ) -> Result<files::Reserved> {
+        let (payload, inflight, n_fds) = match message {
+            Some(m) => (&m.payload[..], &m.handles[..], m.files.len()),
+            None => (&[][..], &[][..], 0),
         };
         let received = Received {
             kind,
             id,
             payload,
             n_handles: inflight.len(),
-            n_fds: files.len(),
-            creds: message.as_ref().map(|m| m.creds.seen_by_current()),
+            n_fds,
+            creds: message.map(|m| m.creds.seen_by_current()),
             continues,
         };
         let mut ids = KVec::with_capacity(inflight.len(), GFP_KERNEL)?;
-        let result = self
-            .acquire_all(inflight, &mut ids)
-            .and_then(|()| copy_out(&received, &ids));
-        let reserved = match result {
-            Ok(reserved) => reserved,
-            Err(e) => {
-                // Give back what was acquired; the message stays queued.
-                for &id in ids.iter().filter(|&&id| id != ID_INVALID) {
-                    let _ = self.release_acquired(id);
-                }
-                return Err(e);
-            }
-        };
+        let mut slots = KVec::with_capacity(inflight.len(), GFP_KERNEL)?;
+        for _ in inflight {
+            slots.push(AcquireSlots::new()?, GFP_KERNEL)?;
+        }
+        let reserved = copy_out(&received)?;
 
-        let taken = self.queue.lock().pop();
-        reserved.install(files);
-        drop(taken);
-        drop(message);
-        Ok(())
-    }
-
-    /// Turns in-flight references into handles of this peer.
-    fn acquire_all(
-        self: &Arc<Self>,
-        inflight: &[Option<InflightRef>],
-        ids: &mut KVec<u64>,
-    ) -> Result {
-        for r in inflight {
-            let id = match r {
-                Some(r) => match self.acquire(r.node()) {
-                    Ok(id) => id,
-                    Err(e) if e == EHOSTUNREACH => ID_INVALID,
-                    Err(e) => return Err(e),
-                },
-                None => ID_INVALID,
-            };
+        // Nothing fails from here on but a racing change of the mapping.
+        for (r, slots) in inflight.iter().zip(slots.into_iter()) {
+            // The message's in-flight reference keeps the count above zero,
+            // so this fails only for a destroyed node.
+            let id = r
+                .as_ref()
+                .and_then(|r| self.acquire_with(r.node(), false, false, slots).ok())
+                .unwrap_or(ID_INVALID);
             ids.push(id, GFP_KERNEL)?;
         }
-        Ok(())
+        if let Err(e) = write_ids(&ids) {
+            for &id in ids.iter().filter(|&&id| id != ID_INVALID) {
+                let _ = self.release_acquired(id);
+            }
+            return Err(e);
+        }
+        Ok(reserved)
     }
 
     /// Undoes one `acquire()`; owned node ids need no undoing.
@@ -555,6 +661,8 @@ impl Peer {
             // Not the last reference: `victims` holds the node.
             drop(state.ids.remove(id));
         }
+        state.nodes -= ids.len() as u64;
+        self.user.user().give_back_objects(ids.len() as u64, 0);
         crate::transaction::destroy_nodes(self, |f| victims.iter().for_each(&mut *f));
         drop(state);
         drop(victims);
@@ -566,14 +674,10 @@ impl Peer {
     /// with notifications).
     pub(crate) fn disconnect(&self) {
         // Under `state`, so that a concurrent reset sees the peer closed.
-        let (queued, ids, by_node) = {
+        let (queued, (ids, by_node)) = {
             let mut state = self.state.lock();
             state.closed = true;
-            (
-                self.queue.lock().close(),
-                core::mem::take(&mut state.ids),
-                core::mem::take(&mut state.by_node),
-            )
+            (self.queue.lock().close(), state.take_all(&self.user))
         };
         self.give_up_all(&ids);
         drop(by_node);
@@ -598,8 +702,7 @@ impl Peer {
             return;
         }
         let queued = self.queue.lock().close();
-        let ids = core::mem::take(&mut state.ids);
-        let by_node = core::mem::take(&mut state.by_node);
+        let (ids, by_node) = state.take_all(&self.user);
         self.give_up_all(&ids);
         self.queue.lock().reopen();
         drop(state);
@@ -621,12 +724,9 @@ impl Peer {
         });
         for (&id, r) in ids.iter() {
             if let Ref::Handle { node, .. } = r {
-                let (holder, slot) = self.drop_holder(node, id);
-                if let Some(slot) = slot {
-                    node.owner
-                        .deliver_notification(Entry::NodeRelease { id: node.id }, slot);
-                }
-                drop(holder);
+                drop(self.drop_holder(node, id));
+                // A peer may hold very many handles; no spinlock is held.
+                cond_resched();
             }
         }
     }
@@ -682,6 +782,16 @@ impl Peer {
     pub(crate) fn usage(&self) -> (Usage, Usage) {
         let peer = self.queue.lock().usage();
         (peer, self.user.user().used())
+    }
+
+    /// How many nodes and handles the peer has, and all peers of its user.
+    pub(crate) fn objects(&self) -> (limits::Objects, limits::Objects) {
+        let state = self.state.lock();
+        let peer = limits::Objects {
+            nodes: state.nodes,
+            handles: state.handles,
+        };
+        (peer, self.user.user().objects())
     }
 
     /// Step 3 of a transaction.

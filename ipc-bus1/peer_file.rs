@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! DOC: Peer files
+//! Peer files.
 //!
 //! User space refers to a peer through a file descriptor of an anonymous
 //! inode file named `[bus1]`.  The file's `private_data` owns one reference
@@ -15,7 +15,7 @@ use kernel::{
     fs::{File, LocalFile},
     prelude::*,
     seq_file::{seq_print, SeqFile},
-    sync::{poll::PollTable, Arc},
+    sync::{aref::ARef, poll::PollTable, Arc},
     types::ForeignOwnable,
     uapi,
 };
@@ -81,11 +81,38 @@ pub(crate) fn is_peer_file(file: &File) -> bool {
     core::ptr::eq(unsafe { (*file.as_ptr()).f_op }, &PEER_FOPS.0)
 }
 
-/// The peer behind a file descriptor of the caller, and whether the file is
-/// in non-blocking mode.
+/// A peer used by a system call, through one of the caller's descriptors.
+///
+/// It holds a reference to the file for the whole call, as `fdget()` does
+/// for every other system call: a close of the descriptor by another
+/// thread meanwhile does not release the peer under the call (a receiver
+/// blocked in `bus1_recv(2)` keeps waiting for messages, like a reader of a
+/// pipe), and the release happens when the last call using it returns.
+pub(crate) struct PeerFd {
+    peer: Arc<Peer>,
+    nonblock: bool,
+    _file: ARef<LocalFile>,
+}
+
+impl PeerFd {
+    /// Whether the file is in non-blocking mode.
+    pub(crate) fn nonblock(&self) -> bool {
+        self.nonblock
+    }
+}
+
+impl core::ops::Deref for PeerFd {
+    type Target = Arc<Peer>;
+
+    fn deref(&self) -> &Arc<Peer> {
+        &self.peer
+    }
+}
+
+/// The peer behind a file descriptor of the caller.
 ///
 /// `EBADF` for a descriptor that is not open or not a bus1 peer.
-pub(crate) fn peer_from_fd(fd: i32) -> Result<(Arc<Peer>, bool)> {
+pub(crate) fn peer_from_fd(fd: i32) -> Result<PeerFd> {
     let fd = u32::try_from(fd).map_err(|_| EBADF)?;
     let file = LocalFile::fget(fd)?;
     let raw = file.as_ptr();
@@ -96,7 +123,11 @@ pub(crate) fn peer_from_fd(fd: i32) -> Result<(Arc<Peer>, bool)> {
     // SAFETY: A file with `PEER_FOPS` has a peer in `private_data`, alive as
     // long as the file, which `file` keeps open during this borrow.
     let peer: Arc<Peer> = unsafe { Arc::<Peer>::borrow((*raw).private_data) }.into();
-    Ok((peer, file.flags() & bindings::O_NONBLOCK != 0))
+    Ok(PeerFd {
+        peer,
+        nonblock: file.flags() & bindings::O_NONBLOCK != 0,
+        _file: file,
+    })
 }
 
 /// Called on the last `fput()` of a peer file.
@@ -113,7 +144,9 @@ unsafe extern "C" fn release(_inode: *mut bindings::inode, file: *mut bindings::
     0
 }
 
-/// Readable exactly when `bus1_recv(2)` would not block.
+/// Readable exactly when `bus1_recv(2)` would not block; always writable,
+/// since `bus1_send(2)` never blocks (a destination that has no room
+/// refuses with `EDQUOT` instead).
 ///
 /// # Safety
 ///
@@ -131,10 +164,11 @@ unsafe extern "C" fn poll(
     // SAFETY: The caller passes a valid or null poll table.
     let table = unsafe { PollTable::from_raw(wait) };
     table.register_wait(file, peer.waitq());
+    let writable = bindings::POLLOUT | bindings::POLLWRNORM;
     if peer.is_readable() {
-        bindings::POLLIN | bindings::POLLRDNORM
+        bindings::POLLIN | bindings::POLLRDNORM | writable
     } else {
-        0
+        writable
     }
 }
 
@@ -156,6 +190,17 @@ unsafe extern "C" fn show_fdinfo(m: *mut bindings::seq_file, file: *mut bindings
     let (peer_used, user_used) = peer.usage();
     show_pool(m, "queue", &peer_used, &limits::peer());
     show_pool(m, "user", &user_used, &limits::user());
+    // What the peer and its user keep: nodes owned and handles held.
+    let (peer_objects, user_objects) = peer.objects();
+    let (peer_max, user_max) = (limits::peer_objects(), limits::user_objects());
+    for (name, used, limit) in [
+        ("peer-nodes", peer_objects.nodes, peer_max.nodes),
+        ("peer-held-handles", peer_objects.handles, peer_max.handles),
+        ("user-nodes", user_objects.nodes, user_max.nodes),
+        ("user-held-handles", user_objects.handles, user_max.handles),
+    ] {
+        seq_print!(m, "bus1-{}:\t{}\t{}\n", name, used, limit);
+    }
 }
 
 /// One fdinfo line per resource of a pool: "bus1-<pool>-<resource>: used limit".

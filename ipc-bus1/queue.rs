@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! DOC: Message queues and the global order
+//! Message queues and the global order.
 //!
 //! Every peer has one queue.  All transactions (messages and notifications)
 //! are ordered globally, without a global lock, by the scheme of the
@@ -95,6 +95,9 @@ pub(crate) struct Queue {
     entries: RBTree<Stamp, QueuedEntry>,
     /// A closed queue takes no more entries (its peer is gone).
     closed: bool,
+    /// The first entry while a receiver copies it out: it is not withdrawn
+    /// meanwhile, and it is the one the receiver dequeues.
+    reading: Option<Stamp>,
     /// What is staged or queued here, charged to the receiving peer and
     /// its user (see `quota.rs`): a receiver that does not read makes its
     /// senders fail with `EDQUOT` instead of using up the kernel's memory.
@@ -117,6 +120,7 @@ impl Queue {
             clock: 0,
             entries: RBTree::new(),
             closed: false,
+            reading: None,
             account,
         }
     }
@@ -226,7 +230,7 @@ impl Queue {
         slot: Slot,
         charge: &Charge,
         shares: &mut ShareSlots,
-    ) -> Result<bool, (Entry, Slot, Refusal)> {
+    ) -> Result<(bool, Stamp), (Entry, Slot, Refusal)> {
         if let Err(refusal) = self.charge(charge, shares) {
             return Err((entry, slot, refusal));
         }
@@ -243,7 +247,16 @@ impl Queue {
             entry: Some(entry),
         };
         let _ = self.entries.insert(slot.into_node(stamp, queued));
-        Ok(self.is_readable())
+        Ok((self.is_readable(), stamp))
+    }
+
+    /// Removes a committed notification that nobody has started to
+    /// receive (a release notification made stale by a new reference).
+    pub(crate) fn withdraw(&mut self, stamp: Stamp) -> Option<Removed> {
+        if self.reading == Some(stamp) {
+            return None;
+        }
+        self.entries.remove_node(&stamp)
     }
 
     /// Whether the first entry is committed, so a reader can take it.
@@ -259,7 +272,9 @@ impl Queue {
     /// it sorts before the committed ones (its tentative time is below the
     /// commit time), so the queue is not readable.  Hence the entry after
     /// a readable first entry tells whether the transaction continues.
-    pub(crate) fn peek(&self) -> Option<(&Entry, bool)> {
+    ///
+    /// The entry is marked as being read until `pop()` or `end_read()`.
+    pub(crate) fn peek(&mut self) -> Option<(&Entry, bool)> {
         let mut entries = self.entries.iter();
         let (stamp, queued) = entries.next()?;
         if !queued.committed {
@@ -269,15 +284,22 @@ impl Queue {
         let continues = entries
             .next()
             .is_some_and(|(next, _)| next.same_transaction(stamp));
+        self.reading = Some(*stamp);
         Some((entry, continues))
     }
 
-    /// Removes the first entry if it is committed.  The caller drops the
-    /// returned node after releasing the queue lock.
+    /// A receiver gives up on the entry it peeked; it stays queued.
+    pub(crate) fn end_read(&mut self) {
+        self.reading = None;
+    }
+
+    /// Removes the entry the receiver peeked, which is still the first.
+    /// The caller drops the returned node after releasing the queue lock.
     pub(crate) fn pop(&mut self) -> Option<Removed> {
+        let reading = self.reading.take()?;
         let cursor = self.entries.cursor_front_mut()?;
-        let (_, first) = cursor.current();
-        if !first.committed {
+        let (&stamp, first) = cursor.current();
+        if stamp != reading || !first.committed {
             return None;
         }
         let charge = first.charge;
@@ -290,6 +312,7 @@ impl Queue {
     /// caller outside the lock.
     pub(crate) fn close(&mut self) -> RBTree<Stamp, QueuedEntry> {
         self.closed = true;
+        self.reading = None;
         self.account.uncharge_all();
         core::mem::take(&mut self.entries)
     }

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! DOC: Resource accounting
+//! Resource accounting.
 //!
 //! A queued message costs kernel memory until its receiver takes it, so
 //! the **receiver** pays: at send time, the message is charged to two
@@ -29,7 +29,10 @@ use kernel::{
     new_spinlock,
     prelude::*,
     rbtree::{RBTree, RBTreeNode, RBTreeNodeReservation},
-    sync::{global_lock, Arc, SpinLock},
+    sync::{
+        atomic::{Atomic, Relaxed},
+        global_lock, Arc, SpinLock,
+    },
     task::Kuid,
 };
 
@@ -111,8 +114,8 @@ pub(crate) struct ShareSlots {
 impl ShareSlots {
     pub(crate) fn new() -> Result<Self> {
         Ok(Self {
-            peer: Some(RBTreeNodeReservation::new(GFP_KERNEL)?),
-            user: Some(RBTreeNodeReservation::new(GFP_KERNEL)?),
+            peer: Some(RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?),
+            user: Some(RBTreeNodeReservation::new(GFP_KERNEL_ACCOUNT)?),
         })
     }
 }
@@ -240,9 +243,57 @@ pub(crate) struct User {
     uid: u32,
     #[pin]
     pool: SpinLock<Pool>,
+    /// Nodes owned by the user's peers together.
+    nodes: Atomic<u64>,
+    /// Handles held by the user's peers together.
+    handles: Atomic<u64>,
+}
+
+/// Counts one more object of a user, unless that would exceed `limit`.
+fn take_object(counter: &Atomic<u64>, limit: u64) -> Result {
+    let mut used = counter.load(Relaxed);
+    loop {
+        if used >= limit {
+            return Err(EDQUOT);
+        }
+        match counter.cmpxchg(used, used + 1, Relaxed) {
+            Ok(_) => return Ok(()),
+            Err(now) => used = now,
+        }
+    }
 }
 
 impl User {
+    /// Counts a new node of one of the user's peers (`EDQUOT` at the limit).
+    pub(crate) fn take_node(&self) -> Result {
+        take_object(&self.nodes, limits::user_objects().nodes)
+    }
+
+    /// Counts a new handle of one of the user's peers (`EDQUOT` at the
+    /// limit).
+    pub(crate) fn take_handle(&self) -> Result {
+        take_object(&self.handles, limits::user_objects().handles)
+    }
+
+    /// Counts a new handle that is never refused (received in a message).
+    pub(crate) fn take_handle_unlimited(&self) {
+        self.handles.fetch_add(1, Relaxed);
+    }
+
+    /// Gives back `nodes` nodes and `handles` handles.
+    pub(crate) fn give_back_objects(&self, nodes: u64, handles: u64) {
+        self.nodes.fetch_sub(nodes, Relaxed);
+        self.handles.fetch_sub(handles, Relaxed);
+    }
+
+    /// How many nodes and handles the user's peers have.
+    pub(crate) fn objects(&self) -> limits::Objects {
+        limits::Objects {
+            nodes: self.nodes.load(Relaxed),
+            handles: self.handles.load(Relaxed),
+        }
+    }
+
     /// The raw kuid.
     pub(crate) fn uid(&self) -> u32 {
         self.uid
@@ -285,6 +336,8 @@ impl UserRef {
             try_pin_init!(User {
                 uid: owner,
                 pool <- new_spinlock!(Pool::new(owner)),
+                nodes: Atomic::new(0),
+                handles: Atomic::new(0),
             }? Error),
             GFP_KERNEL,
         )?;

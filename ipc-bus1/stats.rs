@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! DOC: Object accounting
+//! Object accounting.
 //!
 //! bus1 counts its live objects by kind so that a leak is visible from user
 //! space: `/sys/kernel/debug/bus1/objects` prints one `<kind> <count>` line

@@ -1,15 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! DOC: System calls
+//! System calls.
 //!
 //! One function per bus1 system call.  Each checks every argument (flags,
 //! sizes, counts, file descriptors, user memory it must read) before it
 //! changes anything, so that a failing call has no visible effect, and then
-//! calls into the peer.  Ids are written back to user space in two steps:
-//! the destination is written once with `BUS1_ID_INVALID` before the change
-//! (so a bad pointer fails the call without effect), and with the id after.
+//! calls into the peer.  Results are written back to user space in two
+//! steps: the destination is written once before the change (so a bad
+//! pointer fails the call without effect), and with the result after; the
+//! second write fails only if another thread of the caller changed the
+//! mapping meanwhile (the exceptions are documented in `bus1.h`).
 
-use kernel::{prelude::*, uapi};
+use kernel::{prelude::*, sync::Arc, uapi};
 
 use crate::{files, peer::ID_INVALID, peer_file::peer_from_fd, transaction::Outcome, user};
 
@@ -30,7 +32,7 @@ pub(crate) fn node_create(peer: i32, id_ptr: u64, flags: u32) -> Result<i32> {
     if flags != 0 {
         return Err(EINVAL);
     }
-    let (peer, _) = peer_from_fd(peer)?;
+    let peer = peer_from_fd(peer)?;
     user::write_u64(id_ptr, ID_INVALID)?;
     let id = peer.create_node()?;
     user::write_u64(id_ptr, id)?;
@@ -40,7 +42,7 @@ pub(crate) fn node_create(peer: i32, id_ptr: u64, flags: u32) -> Result<i32> {
 /// `bus1_handle_transfer(2)`.
 pub(crate) fn handle_transfer(
     src_peer: i32,
-    src_id: u64,
+    src_id_ptr: u64,
     dst_peer: i32,
     dst_id_ptr: u64,
     flags: u32,
@@ -48,29 +50,31 @@ pub(crate) fn handle_transfer(
     if flags != 0 {
         return Err(EINVAL);
     }
-    let (src, _) = peer_from_fd(src_peer)?;
-    let dst = if dst_peer == -1 {
-        src.clone()
-    } else {
-        peer_from_fd(dst_peer)?.0
+    let src = peer_from_fd(src_peer)?;
+    let dst_fd = match dst_peer {
+        -1 => None,
+        fd => Some(peer_from_fd(fd)?),
     };
-    let node = src.lookup(src_id)?;
+    let dst = dst_fd.as_ref().unwrap_or(&src);
+    let node = src.lookup(user::read_u64(src_id_ptr)?)?;
     if node.is_destroyed() {
         return Err(EHOSTUNREACH);
     }
     user::write_u64(dst_id_ptr, ID_INVALID)?;
-    let id = dst.acquire(&node)?;
+    // Only the owner may give out a node nobody else holds any more.
+    let by_owner = Arc::ptr_eq(&node.owner, &src);
+    let id = dst.acquire(&node, by_owner)?;
     user::write_u64(dst_id_ptr, id)?;
     Ok(0)
 }
 
 /// `bus1_handle_release(2)`.
-pub(crate) fn handle_release(peer: i32, id: u64, flags: u32) -> Result<i32> {
+pub(crate) fn handle_release(peer: i32, id_ptr: u64, flags: u32) -> Result<i32> {
     if flags != 0 {
         return Err(EINVAL);
     }
-    let (peer, _) = peer_from_fd(peer)?;
-    peer.release(id)?;
+    let peer = peer_from_fd(peer)?;
+    peer.release(user::read_u64(id_ptr)?)?;
     Ok(0)
 }
 
@@ -79,7 +83,7 @@ pub(crate) fn nodes_destroy(peer: i32, ids_ptr: u64, n_ids: u32, flags: u32) -> 
     if flags != 0 || n_ids == 0 || n_ids > uapi::BUS1_NODES_DESTROY_MAX {
         return Err(EINVAL);
     }
-    let (peer, _) = peer_from_fd(peer)?;
+    let peer = peer_from_fd(peer)?;
     let ids = user::read_u64s(ids_ptr, n_ids as usize)?;
     if has_duplicates(&ids)? {
         return Err(ENOTUNIQ);
@@ -93,7 +97,7 @@ pub(crate) fn peer_reset(peer: i32, flags: u32) -> Result<i32> {
     if flags != 0 {
         return Err(EINVAL);
     }
-    let (peer, _) = peer_from_fd(peer)?;
+    let peer = peer_from_fd(peer)?;
     peer.reset();
     Ok(0)
 }
@@ -126,16 +130,23 @@ pub(crate) fn send(
     msg_size: usize,
     flags: u32,
 ) -> Result<i32> {
-    if flags & !uapi::BUS1_SEND_CONTINUE != 0 || n_dsts == 0 || n_dsts > uapi::BUS1_DESTINATIONS_MAX
-    {
+    let known = uapi::BUS1_SEND_CONTINUE | uapi::BUS1_SEND_HANDLES | uapi::BUS1_SEND_FDS;
+    if flags & !known != 0 || n_dsts == 0 || n_dsts > uapi::BUS1_DESTINATIONS_MAX {
         return Err(EINVAL);
     }
     let partial = flags & uapi::BUS1_SEND_CONTINUE != 0;
-    let (peer, _) = peer_from_fd(peer)?;
+    let peer = peer_from_fd(peer)?;
     let msg: [u64; MSG_WORDS] =
         user::read_struct(msg_ptr, msg_size, uapi::BUS1_MESSAGE_SIZE_VER0 as usize)?;
     if msg[MSG_N_HANDLES] > u64::from(uapi::BUS1_HANDLES_MAX)
         || msg[MSG_N_FDS] > u64::from(uapi::BUS1_FDS_MAX)
+    {
+        return Err(EINVAL);
+    }
+    // What a seccomp filter sees in the flags must be what the message
+    // carries.
+    if (flags & uapi::BUS1_SEND_HANDLES != 0) != (msg[MSG_N_HANDLES] != 0)
+        || (flags & uapi::BUS1_SEND_FDS != 0) != (msg[MSG_N_FDS] != 0)
     {
         return Err(EINVAL);
     }
@@ -161,7 +172,10 @@ pub(crate) fn send(
         for (errno, outcome) in errnos.iter_mut().zip(outcomes.iter()) {
             *errno = errno_of(*outcome);
         }
-        user::write_i32s(errors_ptr, &errnos)?;
+        // The array was written before the send, so this fails only if
+        // another thread unmapped it meanwhile: the send happened, and its
+        // result is what the caller must see (documented in bus1.h).
+        let _ = user::write_i32s(errors_ptr, &errnos);
     }
     // At most BUS1_DESTINATIONS_MAX.
     Ok(sent? as i32)
@@ -189,51 +203,60 @@ pub(crate) fn recv(peer: i32, args_ptr: u64, args_size: usize, flags: u32) -> Re
     if flags != 0 {
         return Err(EINVAL);
     }
-    let (peer, nonblock) = peer_from_fd(peer)?;
+    let peer = peer_from_fd(peer)?;
+    let nonblock = peer.nonblock();
     let args: [u64; RECV_WORDS] =
         user::read_struct(args_ptr, args_size, uapi::BUS1_RECV_SIZE_VER0 as usize)?;
     let (vecs, room) = user::read_vecs(args[RECV_VECS], args[RECV_N_VECS])?;
     let handle_room = args[RECV_N_HANDLES];
     let fd_room = args[RECV_N_FDS];
 
-    peer.recv(nonblock, |msg, ids| {
-        // The output words: n_handles, n_bytes, type, id, flags.
-        let out = [
-            msg.n_handles as u64,
-            msg.payload.len() as u64,
-            msg.kind,
-            msg.id,
-            if msg.continues {
-                u64::from(uapi::BUS1_RECV_FLAG_CONTINUE)
-            } else {
-                0
-            },
-        ];
-        // And n_fds, {uid, gid}, {pid, tid}; no sender for a notification.
-        let (uid, gid, pid, tid) = msg.creds.unwrap_or((u32::MAX, u32::MAX, 0, 0));
-        let out_fds = [
-            msg.n_fds as u64,
-            pair(uid, gid),
-            pair(pid as u32, tid as u32),
-        ];
-        if msg.payload.len() > room
-            || msg.n_handles as u64 > handle_room
-            || msg.n_fds as u64 > fd_room
-        {
-            // Report what is needed; the message stays queued.  A caller
-            // with a structure too old to have room for file descriptors
-            // has no room for them.
-            user::write_struct_words(args_ptr, args_size, RECV_N_HANDLES, &out[..2])?;
-            user::write_struct_words(args_ptr, args_size, RECV_N_FDS, &out_fds[..1])?;
-            return Err(EMSGSIZE);
-        }
-        let reserved = files::Reserved::new(msg.n_fds)?;
-        user::scatter(&vecs, msg.payload)?;
-        user::write_u64s(args[RECV_HANDLES], ids)?;
-        user::write_i32s(args[RECV_FDS], &reserved.numbers()?)?;
-        user::write_struct_words(args_ptr, args_size, RECV_N_HANDLES, &out)?;
-        user::write_struct_words(args_ptr, args_size, RECV_N_FDS, &out_fds)?;
-        Ok(reserved)
-    })?;
+    let handles_ptr = args[RECV_HANDLES];
+    peer.recv(
+        nonblock,
+        |msg| {
+            // The output words: n_handles, n_bytes, type, id, flags.
+            let out = [
+                msg.n_handles as u64,
+                msg.payload.len() as u64,
+                msg.kind,
+                msg.id,
+                if msg.continues {
+                    u64::from(uapi::BUS1_RECV_FLAG_CONTINUE)
+                } else {
+                    0
+                },
+            ];
+            // And n_fds, {uid, gid}, {pid, tid}; no sender for a notification.
+            let (uid, gid, pid, tid) = msg.creds.unwrap_or((u32::MAX, u32::MAX, 0, 0));
+            let out_fds = [
+                msg.n_fds as u64,
+                pair(uid, gid),
+                pair(pid as u32, tid as u32),
+            ];
+            if msg.payload.len() > room
+                || msg.n_handles as u64 > handle_room
+                || msg.n_fds as u64 > fd_room
+            {
+                // Report what is needed; the message stays queued.  A caller
+                // with a structure too old to have room for file descriptors
+                // has no room for them.
+                user::write_struct_words(args_ptr, args_size, RECV_N_HANDLES, &out[..2])?;
+                user::write_struct_words(args_ptr, args_size, RECV_N_FDS, &out_fds[..1])?;
+                return Err(EMSGSIZE);
+            }
+            let reserved = files::Reserved::new(msg.n_fds)?;
+            user::scatter(&vecs, msg.payload)?;
+            // Placeholders: the ids are written once the handles are taken,
+            // which must then not fail on a bad address.
+            let placeholders = KVec::from_elem(ID_INVALID, msg.n_handles, GFP_KERNEL)?;
+            user::write_u64s(handles_ptr, &placeholders)?;
+            user::write_i32s(args[RECV_FDS], &reserved.numbers()?)?;
+            user::write_struct_words(args_ptr, args_size, RECV_N_HANDLES, &out)?;
+            user::write_struct_words(args_ptr, args_size, RECV_N_FDS, &out_fds)?;
+            Ok(reserved)
+        },
+        |ids| user::write_u64s(handles_ptr, ids),
+    )?;
     Ok(0)
 }

@@ -5,6 +5,10 @@
  * The system calls are defined in C so that SYSCALL_DEFINE provides the
  * syscall metadata (tracepoints with argument names, audit, seccomp
  * notification of the right prototype); all of the work happens in Rust.
+ *
+ * Every argument is a pointer or at most 32 bits wide (ids are passed by
+ * address), so 32-bit and 64-bit callers use the same entry points and no
+ * compat wrappers are needed.
  */
 
 #include <linux/syscalls.h>
@@ -23,14 +27,15 @@ SYSCALL_DEFINE3(bus1_node_create, int, peer, __u64 __user *, id,
 	return bus1_sys_node_create(peer, id, flags);
 }
 
-SYSCALL_DEFINE5(bus1_handle_transfer, int, src_peer, __u64, src_id,
-		int, dst_peer, __u64 __user *, dst_id, unsigned int, flags)
+SYSCALL_DEFINE5(bus1_handle_transfer, int, src_peer,
+		const __u64 __user *, src_id, int, dst_peer,
+		__u64 __user *, dst_id, unsigned int, flags)
 {
 	return bus1_sys_handle_transfer(src_peer, src_id, dst_peer, dst_id,
 					flags);
 }
 
-SYSCALL_DEFINE3(bus1_handle_release, int, peer, __u64, id,
+SYSCALL_DEFINE3(bus1_handle_release, int, peer, const __u64 __user *, id,
 		unsigned int, flags)
 {
 	return bus1_sys_handle_release(peer, id, flags);

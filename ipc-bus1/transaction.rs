@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! DOC: Transactions with several destinations
+//! Transactions with several destinations.
 //!
 //! A transaction that puts entries into more than one queue goes through
 //! the four steps described in `queue.rs`: stage everywhere, pick a commit
@@ -36,7 +36,7 @@ use kernel::{
 use crate::{
     message::{Entry, Message},
     node::Node,
-    peer::Peer,
+    peer::{cond_resched, Peer},
     queue::{EntryId, Slot, Stamp},
 };
 
@@ -200,7 +200,7 @@ pub(crate) fn send(
         // The capacity was reserved with the message.
         if let Err(e) = message
             .handles
-            .push_within_capacity(node.get_inflight(spare))
+            .push_within_capacity(node.get_inflight(sender, spare))
         {
             drop(e);
         }
@@ -256,12 +256,14 @@ where
                 None
             }
         };
-        for holder in state.holders.iter_mut() {
+        for holder in state.holders.values_mut() {
             if let Some(slot) = holder.slot.take() {
                 part += 1;
                 let id = EntryId { sender, seq, part };
                 holder.staged = note(holder.peer.stage(id, slot, None));
             }
+            // A node may have very many holders; only mutexes are held.
+            cond_resched();
         }
     });
 
@@ -276,8 +278,9 @@ where
         if state.destroy_stamp.is_some() {
             owner.raise_clock(time);
         }
-        for holder in state.holders.iter().filter(|h| h.staged.is_some()) {
+        for holder in state.holders.values().filter(|h| h.staged.is_some()) {
             holder.peer.raise_clock(time);
+            cond_resched();
         }
     });
 
@@ -289,12 +292,13 @@ where
         if let Some(staged) = state.destroy_stamp {
             owner.commit(staged, time, Entry::NodeDestroy { id: node.id });
         }
-        for holder in state.holders.iter() {
+        for holder in state.holders.values() {
             if let Some(staged) = holder.staged {
                 holder
                     .peer
                     .commit(staged, time, Entry::NodeDestroy { id: holder.id });
             }
+            cond_resched();
         }
         drop(nodes.remove(&node.id));
     });

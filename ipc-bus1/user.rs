@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! DOC: User memory
+//! User memory.
 //!
 //! Helpers for the argument conventions of the bus1 system calls: arrays of
 //! `__u64`, payload vectors (`struct bus1_vec`), and extensible structures
@@ -64,6 +64,13 @@ pub(crate) fn write_u64(addr: u64, value: u64) -> Result {
 }
 
 /// Reads `n` words.
+/// Reads one `__u64`.
+pub(crate) fn read_u64(addr: u64) -> Result<u64> {
+    let mut value = 0u64;
+    user(addr, WORD).reader().read_slice(value.as_mut_bytes())?;
+    Ok(value)
+}
+
 pub(crate) fn read_u64s(addr: u64, n: usize) -> Result<KVec<u64>> {
     let mut words = KVec::new();
     words.resize(n, 0, GFP_KERNEL)?;
@@ -115,9 +122,9 @@ pub(crate) fn gather(addr: u64, n: u64) -> Result<KVVec<u8>> {
     if total > uapi::BUS1_PAYLOAD_MAX as usize {
         return Err(EMSGSIZE);
     }
-    let mut payload = KVVec::with_capacity(total, GFP_KERNEL)?;
+    let mut payload = KVVec::with_capacity(total, GFP_KERNEL_ACCOUNT)?;
     for vec in vecs.chunks_exact(2) {
-        user(vec[0], vec[1] as usize).read_all(&mut payload, GFP_KERNEL)?;
+        user(vec[0], vec[1] as usize).read_all(&mut payload, GFP_KERNEL_ACCOUNT)?;
     }
     Ok(payload)
 }

@@ -42,15 +42,15 @@ commit() {
 	git -c core.hooksPath=/dev/null commit -q -s -F "$series/$msg"
 }
 
-# A syscall table line: the entry point starts at column $3 when the name
+# A syscall table line: the entry point starts at column $4 when the name
 # leaves room, else one tab after it, as in the existing tables.
 table_entry() {
-	local col=$((16 + ${#2})) tabs=""
-	while ((col < $3)); do
+	local nr=$1 abi=$2 name=$3 col=$((16 + ${#3})) tabs=""
+	while ((col < $4)); do
 		tabs+=$'\t'
 		col=$(((col / 8 + 1) * 8))
 	done
-	printf '%s\tcommon\t%s%s' "$1" "$2" "${tabs:-$'\t'}sys_$2"
+	printf '%s\t%s\t%s%s' "$nr" "$abi" "$name" "${tabs:-$'\t'}sys_$name"
 }
 
 syscall_free() {
@@ -72,6 +72,11 @@ python3 "$kedit" rust/helpers/task.c before '^__rust_helper struct user_namespac
 	'__rust_helper kgid_t rust_helper_current_egid(void)
 {
 	return current_egid();
+}
+
+__rust_helper int rust_helper_cond_resched(void)
+{
+	return cond_resched();
 }
 '
 commit rust-helpers.txt rust/helpers/task.c
@@ -105,26 +110,53 @@ commit subsystem.txt ipc/bus1 include/uapi/linux/bus1.h init/Kconfig ipc/Makefil
 	rust/uapi/uapi_helper.h MAINTAINERS
 
 # --- 3: syscall numbers ---------------------------------------------------------
+# Every architecture's table, as Documentation/process/adding-syscalls.rst
+# asks: table, ABI column, column of the entry point, number offset (alpha
+# numbers its calls 110 above the others).  No bus1 call needs a compat
+# entry point: there are no 64-bit scalars and no pointer-sized fields.
+TABLES=(
+	"arch/x86/entry/syscalls/syscall_64.tbl common 40 0"
+	"arch/x86/entry/syscalls/syscall_32.tbl i386 40 0"
+	"scripts/syscall.tbl common 48 0"
+	"arch/arm/tools/syscall.tbl common 48 0"
+	"arch/arm64/tools/syscall_32.tbl common 48 0"
+	"arch/alpha/kernel/syscalls/syscall.tbl common 48 110"
+	"arch/m68k/kernel/syscalls/syscall.tbl common 48 0"
+	"arch/microblaze/kernel/syscalls/syscall.tbl common 48 0"
+	"arch/mips/kernel/syscalls/syscall_n32.tbl n32 48 0"
+	"arch/mips/kernel/syscalls/syscall_n64.tbl n64 48 0"
+	"arch/mips/kernel/syscalls/syscall_o32.tbl o32 48 0"
+	"arch/parisc/kernel/syscalls/syscall.tbl common 48 0"
+	"arch/powerpc/kernel/syscalls/syscall.tbl common 48 0"
+	"arch/s390/kernel/syscalls/syscall.tbl common 48 0"
+	"arch/sh/kernel/syscalls/syscall.tbl common 48 0"
+	"arch/sparc/kernel/syscalls/syscall.tbl common 48 0"
+	"arch/xtensa/kernel/syscalls/syscall.tbl common 48 0"
+)
+table_files=()
+for table in "${TABLES[@]}"; do
+	read -r file abi col offset <<<"$table"
+	nr=$((NR_BUS1_OPEN + offset))
+	lines=()
+	for name in "${SYSCALLS[@]}"; do
+		syscall_free $nr "$file"
+		lines+=("$(table_entry $nr "$abi" "$name" "$col")")
+		nr=$((nr + 1))
+	done
+	prev=$((NR_BUS1_OPEN + offset - 1))
+	python3 "$kedit" "$file" after "^$prev\\s+$abi" "$(printf '%s\n' "${lines[@]}" | head -c -1)"
+	table_files+=("$file")
+done
 nr=$NR_BUS1_OPEN
-x86_lines=() generic_lines=() unistd="/* ipc/bus1/syscalls.c */"
+unistd="/* ipc/bus1/syscalls.c */"
 for name in "${SYSCALLS[@]}"; do
-	syscall_free $nr arch/x86/entry/syscalls/syscall_64.tbl
-	syscall_free $nr scripts/syscall.tbl
-	x86_lines+=("$(table_entry $nr "$name" 40)")
-	generic_lines+=("$(table_entry $nr "$name" 48)")
 	unistd+=$'\n'"#define __NR_$name $nr"$'\n'"__SYSCALL(__NR_$name, sys_$name)"
 	nr=$((nr + 1))
 done
-prev=$((NR_BUS1_OPEN - 1))
-python3 "$kedit" arch/x86/entry/syscalls/syscall_64.tbl after "^$prev\\s+common" \
-	"$(printf '%s\n' "${x86_lines[@]}" | head -c -1)"
-python3 "$kedit" scripts/syscall.tbl after "^$prev\\s+common" \
-	"$(printf '%s\n' "${generic_lines[@]}" | head -c -1)"
 python3 "$kedit" include/uapi/asm-generic/unistd.h before '^#undef __NR_syscalls' "$unistd"$'\n'
 python3 "$kedit" include/uapi/asm-generic/unistd.h sub \
 	'^#define __NR_syscalls [0-9]+' "#define __NR_syscalls $nr"
-commit syscall-numbers.txt arch/x86/entry/syscalls/syscall_64.tbl scripts/syscall.tbl \
-	include/uapi/asm-generic/unistd.h
+commit syscall-numbers.txt "${table_files[@]}" include/uapi/asm-generic/unistd.h
 
 # --- 4: documentation -----------------------------------------------------------
 cp "$BUS1_ROOT/Documentation/userspace-api/bus1.rst" Documentation/userspace-api/bus1.rst

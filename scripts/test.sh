@@ -146,7 +146,7 @@ run_kernel_tests() {
 	stats=$(mktemp /tmp/bus1-stats.XXXXXX)
 	log "booting the ${variant:-bus1} kernel for $label"
 	"$BUS1_ROOT/scripts/boot.sh" ${variant:+--variant "$variant"} -- \
-		env BUS1_STATS_FILE="$stats" "$test_bin" --test-threads=1 "$@" >"$out" 2>&1 || status=$?
+		env BUS1_STATS_FILE="$stats" BUS1_COMPAT32="$compat32" "$test_bin" --test-threads=1 "$@" >"$out" 2>&1 || status=$?
 	grep -E '^test .* \.\.\. ' "$out" | sed "s/^test /$label: /"
 	if [ -s "$stats" ]; then sed "s/^/$label: measured: /" "$stats"; fi
 	kpass=$(grep -cE '^test .* \.\.\. ok$' "$out" || true)
@@ -165,6 +165,26 @@ run_kernel_tests() {
 	rm -f "$stats"
 	echo "$label: $kpass passed, $kfail failed, boot+run $((SECONDS - start))s"
 }
+
+# The 32-bit program that compat32.rs runs in the guest (i386 ABI on the
+# x86_64 kernel): built from the uapi header as it is in this repository.
+compat32=$BUS1_ROOT/tools-testing/target/bus1-compat32
+build_compat32() {
+	local inc
+	inc=$(mktemp -d)
+	mkdir -p "$inc/linux" "${compat32%/*}"
+	cp "$BUS1_ROOT/uapi/bus1.h" "$inc/linux/bus1.h"
+	gcc -m32 -static -O2 -Wall -Wextra -Werror -I "$inc" -o "$compat32" \
+		"$BUS1_ROOT/tools-testing/compat32/bus1-compat32.c"
+	local status=$?
+	rm -rf "$inc"
+	return $status
+}
+if [ -z "$filter" ]; then
+	check "32-bit test program builds (gcc -m32)" build_compat32
+else
+	build_compat32 || true
+fi
 
 run_kernel_tests kernel "" ${filter:+"$filter"}
 if [ -z "$filter" ]; then

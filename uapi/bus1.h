@@ -18,10 +18,21 @@
  *    structure has non-zero bytes the kernel does not know.
  *  - Structures contain only fixed-size fields, naturally aligned, and
  *    pointers are carried as __u64, so 32-bit and 64-bit callers share one
- *    layout and no compat translation is needed.
+ *    layout and no compat translation is needed.  No system call takes a
+ *    64-bit scalar argument (32-bit ABIs would split it across two
+ *    registers): 64-bit ids are passed by address.
  *  - A call that fails has no visible effect, apart from the reports it
  *    documents (the sizes bus1_recv() needs, the per-destination errors of
- *    bus1_send()).
+ *    bus1_send()).  Every address a result is written to is written once
+ *    before the call changes anything, so EFAULT means no effect; only when
+ *    another thread unmaps or write-protects it during the call does
+ *    bus1_node_create() or bus1_handle_transfer() fail with EFAULT after
+ *    creating the node or handle, and bus1_send() return its result with
+ *    @errors partly written.
+ *  - A call holds a reference to each peer file it uses: a close in another
+ *    thread releases the peer only when the call returns.
+ *  - poll() reports a peer readable when bus1_recv() would not block, and
+ *    always writable: bus1_send() never blocks.
  */
 #ifndef _UAPI_LINUX_BUS1_H
 #define _UAPI_LINUX_BUS1_H
@@ -111,17 +122,20 @@ struct bus1_vec {
  * int bus1_node_create(int peer, __u64 *id, unsigned int flags);
  *	Creates a node owned by @peer and stores its id in *@id.
  *
- * int bus1_handle_transfer(int src_peer, __u64 src_id, int dst_peer,
+ * int bus1_handle_transfer(int src_peer, const __u64 *src_id, int dst_peer,
  *			    __u64 *dst_id, unsigned int flags);
  *	Gives the peer @dst_peer (-1: @src_peer itself) a handle to the node
- *	that @src_id names in @src_peer, and stores its id in *@dst_id.  A
+ *	that *@src_id names in @src_peer, and stores its id in *@dst_id
+ *	(@src_id and @dst_id may point to the same __u64).  A
  *	peer holds at most one handle per node: acquiring it again counts up
  *	that handle's references.  The owner of the node gets the node's id.
  *
- * int bus1_handle_release(int peer, __u64 id, unsigned int flags);
- *	Drops one reference of the handle @id.  When the last handle to a node
+ * int bus1_handle_release(int peer, const __u64 *id, unsigned int flags);
+ *	Drops one reference of the handle *@id.  When the last handle to a node
  *	(and the last message carrying one) is gone, the owner gets a
- *	BUS1_MSG_NODE_RELEASE.
+ *	BUS1_MSG_NODE_RELEASE.  At most one is pending per node: only the
+ *	owner can hand out an unreferenced node again, and doing so withdraws
+ *	a pending release notification the owner has not started to receive.
  *
  * int bus1_nodes_destroy(int peer, const __u64 *ids, unsigned int n_ids,
  *			  unsigned int flags);
@@ -139,7 +153,10 @@ struct bus1_vec {
  * No flags are defined for these calls yet.  Errors: EBADF (not a bus1
  * peer), ENXIO (unknown id), EPERM (releasing an owned node, or destroying
  * a handle), EHOSTUNREACH (the node is destroyed), ENOTUNIQ (an id twice
- * in one call), EFAULT, EINVAL, ENOMEM.
+ * in one call), EDQUOT (a new node or handle would exceed the limits
+ * /proc/sys/bus1/max_{peer,user}_{nodes,held_handles}), EFAULT, EINVAL,
+ * ENOMEM (also at the limit of the caller's memory cgroup, to which all
+ * memory bus1 keeps for the caller is charged).
  */
 
 /**
@@ -171,6 +188,15 @@ struct bus1_vec {
  *
  * BUS1_SEND_CONTINUE:	queue the message on every destination that takes
  *			it; the call fails only if none does.
+ * BUS1_SEND_HANDLES:	the message carries handles; must be set exactly
+ *			when @n_handles is not 0 (else EINVAL).
+ * BUS1_SEND_FDS:	the message carries file descriptors; must be set
+ *			exactly when @n_fds is not 0 (else EINVAL).
+ *
+ * The last two make in registers visible what a message carries, so that a
+ * seccomp filter (which cannot read struct bus1_message) can forbid
+ * passing handles or file descriptors; the number of destinations is the
+ * third argument.
  *
  * A destination refuses with ENXIO (the sender has no such id),
  * EHOSTUNREACH (the node is destroyed, or its owner is gone) or EDQUOT (the
@@ -180,10 +206,11 @@ struct bus1_vec {
  * (not queued because the call failed as a whole).
  *
  * File descriptors: the message holds the files of @fds until it is
- * received or dropped.  bus1 peers and AF_UNIX sockets cannot be passed
- * (EOPNOTSUPP): a message holding its own receiver, directly or through a
- * socket's queue, would be a reference cycle nothing ever breaks.  A
- * descriptor that is not open fails the call with EBADF.
+ * received or dropped.  Files that can hold other files cannot be passed
+ * (EOPNOTSUPP): bus1 peers, AF_UNIX sockets and io_uring instances; a
+ * message holding its own receiver through one of them would be a
+ * reference cycle nothing ever breaks.  O_PATH descriptors can be passed.
+ * A descriptor that is not open fails the call with EBADF.
  *
  * Quota: a message is charged to its receiver when it is sent: to the
  * receiving peer and to the user who opened that peer (all of that user's
@@ -207,6 +234,8 @@ struct bus1_message {
 };
 
 #define BUS1_SEND_CONTINUE	(1U << 0)
+#define BUS1_SEND_HANDLES	(1U << 1)
+#define BUS1_SEND_FDS		(1U << 2)
 
 #define BUS1_MESSAGE_SIZE_VER0	40	/* without @fds, @n_fds */
 #define BUS1_MESSAGE_SIZE_VER1	56
@@ -234,8 +263,10 @@ struct bus1_message {
  * int bus1_recv(int peer, struct bus1_recv *args, size_t size,
  *		 unsigned int flags);
  *
- * Dequeues the next message.  When the payload, the handles or the file
- * descriptors do not fit, fails with EMSGSIZE, reports the sizes needed in
+ * Dequeues the next message.  The receiver becomes a holder of the handles
+ * it carries only once nothing can fail any more: a failed receive leaves
+ * no handle, id or notification behind.  When the payload, the handles or
+ * the file descriptors do not fit, fails with EMSGSIZE, reports the sizes needed in
  * @n_bytes, @n_handles and @n_fds, and leaves the message queued.  The
  * descriptors are installed with O_CLOEXEC; when the file descriptor table
  * is full the call fails with EMFILE and the message stays queued.  The

@@ -54,6 +54,10 @@ pub mod sys {
     pub const BUS1_RECV_SIZE_VER1: usize = 96;
     /// `bus1_send()` flag: deliver to every destination that takes it.
     pub const BUS1_SEND_CONTINUE: u32 = 1 << 0;
+    /// `bus1_send()` flag: the message carries handles (exactly then).
+    pub const BUS1_SEND_HANDLES: u32 = 1 << 1;
+    /// `bus1_send()` flag: the message carries file descriptors (exactly then).
+    pub const BUS1_SEND_FDS: u32 = 1 << 2;
     /// `bus1_recv.flags`: the next entry belongs to the same transaction.
     pub const BUS1_RECV_FLAG_CONTINUE: u64 = 1 << 0;
 
@@ -202,13 +206,13 @@ impl Peer {
     pub fn transfer(&self, id: u64, dst: Option<&Peer>) -> Result<u64, Errno> {
         let dst_fd = dst.map_or(-1isize as usize, |p| p.fd());
         let mut dst_id = 0u64;
-        // SAFETY: `dst_id` is a valid u64 to write to.
+        // SAFETY: `id` is a valid u64 to read, `dst_id` one to write to.
         unsafe {
             sys::call(
                 sys::nr::BUS1_HANDLE_TRANSFER,
                 [
                     self.fd(),
-                    id as usize,
+                    &id as *const u64 as usize,
                     dst_fd,
                     &mut dst_id as *mut u64 as usize,
                     0,
@@ -221,11 +225,11 @@ impl Peer {
 
     /// `bus1_handle_release()`.
     pub fn release(&self, id: u64) -> Result<(), Errno> {
-        // SAFETY: no pointers.
+        // SAFETY: `id` is a valid u64 to read.
         unsafe {
             sys::call(
                 sys::nr::BUS1_HANDLE_RELEASE,
-                [self.fd(), id as usize, 0, 0, 0, 0],
+                [self.fd(), &id as *const u64 as usize, 0, 0, 0, 0],
             )
         }?;
         Ok(())
@@ -317,6 +321,14 @@ impl Peer {
             fds: fds.as_ptr() as u64,
             n_fds: fds.len() as u64,
         };
+        // The flags that show a seccomp filter what the message carries.
+        let mut flags = flags;
+        if !handles.is_empty() {
+            flags |= sys::BUS1_SEND_HANDLES;
+        }
+        if !fds.is_empty() {
+            flags |= sys::BUS1_SEND_FDS;
+        }
         // SAFETY: every pointer is valid for the lengths given with it.
         unsafe { self.send_raw(dsts, &msg, std::mem::size_of_val(&msg), flags) }
     }
@@ -419,6 +431,18 @@ impl Peer {
     }
 }
 
+impl FromRawFd for Peer {
+    /// # Safety
+    ///
+    /// `fd` must be an open bus1 peer descriptor that the new object owns.
+    unsafe fn from_raw_fd(fd: RawFd) -> Self {
+        // SAFETY: passed on from the caller.
+        Self {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        }
+    }
+}
+
 impl AsFd for Peer {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
@@ -502,6 +526,8 @@ mod tests {
             ("BUS1_RECV_SIZE_VER0", BUS1_RECV_SIZE_VER0 as u64),
             ("BUS1_RECV_SIZE_VER1", BUS1_RECV_SIZE_VER1 as u64),
             ("BUS1_SEND_CONTINUE", BUS1_SEND_CONTINUE as u64),
+            ("BUS1_SEND_HANDLES", BUS1_SEND_HANDLES as u64),
+            ("BUS1_SEND_FDS", BUS1_SEND_FDS as u64),
             ("BUS1_RECV_FLAG_CONTINUE", BUS1_RECV_FLAG_CONTINUE),
         ]
         .into_iter()

@@ -183,7 +183,14 @@ fn bus1_peers_and_unix_sockets_are_refused() {
         ..Default::default()
     };
     // SAFETY: the kernel must fail on the bad address without effect.
-    let sent = unsafe { sender.send_raw(&[handle], &msg, sys::BUS1_MESSAGE_SIZE_VER1, 0) };
+    let sent = unsafe {
+        sender.send_raw(
+            &[handle],
+            &msg,
+            sys::BUS1_MESSAGE_SIZE_VER1,
+            sys::BUS1_SEND_FDS,
+        )
+    };
     assert_eq!(sent, Err(Errno::EFAULT));
     assert_eq!(recv_err(&owner), Errno::EAGAIN);
     drop((owner, sender, other));

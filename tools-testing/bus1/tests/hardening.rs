@@ -16,7 +16,7 @@ use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous};
 use nix::sys::stat::Mode;
 use nix::unistd::pipe;
 
-use super::messaging::{connect, counts, peer, recv, recv_err};
+use super::messaging::{connect, counts, id_ptr, peer, recv, recv_err};
 use super::report;
 
 /// Everything a call could visibly change: live objects, both peers'
@@ -36,7 +36,7 @@ fn snapshot(peers: &[&Peer]) -> (String, (i64, i64, i64)) {
 }
 
 /// One page mapped with `prot`, never unmapped (the test process is short).
-fn page(prot: ProtFlags) -> usize {
+pub(crate) fn page(prot: ProtFlags) -> usize {
     let len = std::num::NonZeroUsize::new(4096).unwrap();
     // SAFETY: a fresh anonymous mapping, aliasing nothing.
     let p: NonNull<std::ffi::c_void> =
@@ -159,19 +159,19 @@ fn every_call_fails_with_its_errno_and_no_effect() {
         case(
             format!("transfer from {what}"),
             nr::BUS1_HANDLE_TRANSFER,
-            [fd, node as usize, h, idp, 0, 0],
+            [fd, id_ptr(node), h, idp, 0, 0],
             Errno::EBADF,
         );
         case(
             format!("transfer to {what}"),
             nr::BUS1_HANDLE_TRANSFER,
-            [o, node as usize, fd, idp, 0, 0],
+            [o, id_ptr(node), fd, idp, 0, 0],
             Errno::EBADF,
         );
         case(
             format!("release on {what}"),
             nr::BUS1_HANDLE_RELEASE,
-            [fd, handle as usize, 0, 0, 0, 0],
+            [fd, id_ptr(handle), 0, 0, 0, 0],
             Errno::EBADF,
         );
         case(
@@ -216,11 +216,23 @@ fn every_call_fails_with_its_errno_and_no_effect() {
         case(
             format!("transfer dst_id at {what}"),
             nr::BUS1_HANDLE_TRANSFER,
-            [o, node as usize, h, p, 0, 0],
+            [o, id_ptr(node), h, p, 0, 0],
             Errno::EFAULT,
         );
     }
     for (what, p) in bad_ptrs {
+        case(
+            format!("transfer src_id at {what}"),
+            nr::BUS1_HANDLE_TRANSFER,
+            [o, p, h, idp, 0, 0],
+            Errno::EFAULT,
+        );
+        case(
+            format!("release id at {what}"),
+            nr::BUS1_HANDLE_RELEASE,
+            [h, p, 0, 0, 0, 0],
+            Errno::EFAULT,
+        );
         case(
             format!("destroy ids at {what}"),
             nr::BUS1_NODES_DESTROY,
@@ -250,25 +262,25 @@ fn every_call_fails_with_its_errno_and_no_effect() {
     case(
         "transfer of an unknown id".into(),
         nr::BUS1_HANDLE_TRANSFER,
-        [o, 12345, h, idp, 0, 0],
+        [o, id_ptr(12345), h, idp, 0, 0],
         Errno::ENXIO,
     );
     case(
         "transfer of a destroyed node".into(),
         nr::BUS1_HANDLE_TRANSFER,
-        [h, dead_handle as usize, o, idp, 0, 0],
+        [h, id_ptr(dead_handle), o, idp, 0, 0],
         Errno::EHOSTUNREACH,
     );
     case(
         "release of an unknown id".into(),
         nr::BUS1_HANDLE_RELEASE,
-        [h, 12345, 0, 0, 0, 0],
+        [h, id_ptr(12345), 0, 0, 0, 0],
         Errno::ENXIO,
     );
     case(
         "release of an owned node".into(),
         nr::BUS1_HANDLE_RELEASE,
-        [o, node as usize, 0, 0, 0, 0],
+        [o, id_ptr(node), 0, 0, 0, 0],
         Errno::EPERM,
     );
     let unknown_last = Box::new([node, 12345]);
@@ -351,9 +363,9 @@ fn every_call_fails_with_its_errno_and_no_effect() {
         Errno::EINVAL,
     );
     case(
-        "send flags 1<<1".into(),
+        "send flags 1<<3".into(),
         nr::BUS1_SEND,
-        send(&good_msg, msize, &dsts, 2),
+        send(&good_msg, msize, &dsts, 8),
         Errno::EINVAL,
     );
     case(
@@ -422,11 +434,43 @@ fn every_call_fails_with_its_errno_and_no_effect() {
         "257 fds",
     ];
     for ((m, errno), what) in kept.iter().zip(expected).zip(what) {
+        // The flags tell what the message carries, as they must.
+        let mut flags = 0;
+        if m.n_handles != 0 {
+            flags |= sys::BUS1_SEND_HANDLES as usize;
+        }
+        if m.n_fds != 0 {
+            flags |= sys::BUS1_SEND_FDS as usize;
+        }
         case(
             format!("send with {what}"),
             nr::BUS1_SEND,
-            send(m, msize, &dsts, 0),
+            send(m, msize, &dsts, flags),
             errno,
+        );
+    }
+    // Flags that do not tell what the message carries (what seccomp sees).
+    let with_handle = msg_with(&|m| {
+        m.handles = dsts.as_ptr() as u64;
+        m.n_handles = 1;
+    });
+    let fd_list = Box::new([pipe_rd.as_raw_fd()]);
+    let with_fd = msg_with(&|m| {
+        m.fds = fd_list.as_ptr() as u64;
+        m.n_fds = 1;
+    });
+    for (what, m, flags) in [
+        ("handles without BUS1_SEND_HANDLES", &with_handle, 0),
+        ("BUS1_SEND_HANDLES without handles", &Box::new(good_msg), 2),
+        ("fds without BUS1_SEND_FDS", &with_fd, 0),
+        ("BUS1_SEND_FDS without fds", &Box::new(good_msg), 4),
+        ("handles flagged as fds", &with_handle, 4),
+    ] {
+        case(
+            format!("send with {what}"),
+            nr::BUS1_SEND,
+            send(m, msize, &dsts, flags),
+            Errno::EINVAL,
         );
     }
     // Receives: structure, vectors, output arrays.

@@ -15,6 +15,7 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, fork};
 
 mod accounting;
+mod compat32;
 mod creds;
 mod fds;
 mod hardening;
@@ -23,6 +24,7 @@ mod messaging;
 mod multicast;
 mod quota;
 mod reset;
+mod robust;
 
 const DEBUGFS: &str = "/sys/kernel/debug";
 const TRACEFS: &str = "/sys/kernel/tracing";

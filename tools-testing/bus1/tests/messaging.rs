@@ -10,6 +10,12 @@ use bus1::{BUS1_OPEN_NONBLOCK, Errno, Peer, Received};
 
 use super::{in_child, live_objects};
 
+/// The address of a `u64` holding `id`, for the raw calls that take ids by
+/// address (leaked: the tests are short-lived).
+pub(crate) fn id_ptr(id: u64) -> usize {
+    Box::leak(Box::new(id)) as *const u64 as usize
+}
+
 pub(crate) fn peer() -> Peer {
     Peer::open(BUS1_OPEN_NONBLOCK).unwrap()
 }
@@ -344,17 +350,17 @@ fn every_call_rejects_unknown_flags() {
     let mut args = sys::Bus1Recv::default();
     let nodes = [node];
     let dsts = [handle];
-    // Bit 0 is BUS1_SEND_CONTINUE; no call knows the others.
-    for flag in [1usize << 1, 1 << 7, 1 << 31] {
+    // Bits 0 to 2 are bus1_send()'s; no call knows the others.
+    for flag in [1usize << 3, 1 << 7, 1 << 31] {
         let calls: [(usize, [usize; 6]); 7] = [
             (sys::nr::BUS1_NODE_CREATE, [o, idp, flag, 0, 0, 0]),
             (
                 sys::nr::BUS1_HANDLE_TRANSFER,
-                [o, node as usize, h, idp, flag, 0],
+                [o, id_ptr(node), h, idp, flag, 0],
             ),
             (
                 sys::nr::BUS1_HANDLE_RELEASE,
-                [h, handle as usize, flag, 0, 0, 0],
+                [h, id_ptr(handle), flag, 0, 0, 0],
             ),
             (
                 sys::nr::BUS1_NODES_DESTROY,
@@ -457,7 +463,7 @@ fn bad_arguments_fail_without_effect() {
         assert_eq!(
             sys::call(
                 sys::nr::BUS1_HANDLE_RELEASE,
-                [holder.as_raw_fd() as usize, handle as usize, 4, 0, 0, 0]
+                [holder.as_raw_fd() as usize, id_ptr(handle), 4, 0, 0, 0]
             ),
             Err(Errno::EINVAL)
         );
@@ -501,7 +507,7 @@ fn bad_arguments_fail_without_effect() {
                 sys::nr::BUS1_HANDLE_TRANSFER,
                 [
                     owner.as_raw_fd() as usize,
-                    node as usize,
+                    id_ptr(node),
                     file.as_raw_fd() as usize,
                     &mut id as *mut _ as usize,
                     0,
