@@ -14,7 +14,9 @@
 //! message's own receiver, is a reference cycle that nothing would ever
 //! break; `AF_UNIX` needs a garbage collector for exactly this, and bus1
 //! does not have one.  The kernel's own tests decide the kind
-//! (`unix_get_socket()`, `io_is_uring_fops()`).
+//! (`unix_get_socket()`, `io_is_uring_fops()`).  Binder device files and
+//! `/dev/fuse` can hold files as well but are not recognised (no helper
+//! tells them apart): a known gap, documented in bus1.rst.
 //!
 //! The receiver gets new descriptors, always with `O_CLOEXEC` (a process
 //! that wants them inherited clears the flag).  They are reserved before

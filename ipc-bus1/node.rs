@@ -7,12 +7,13 @@
 //! through handles (see `peer.rs`), and the owner learns, by a release
 //! notification, when the last handle (or in-flight reference) is gone.
 //!
-//! The `Node` object itself is immutable but for its destruction flag.  The
-//! mutable state of a live node (its reference count, the peers holding a
-//! handle to it and the preallocated notification slots) is a `NodeState`
-//! in the owner's `nodes` map, protected by the owner's `nodes` lock.  When
-//! the node is destroyed its state is removed from that map, so "has a
-//! state" and "is alive" are the same thing under that lock.
+//! The `Node` object itself is immutable but for its destruction flag and
+//! its `NodeState`: the reference count, the peers holding a handle to it
+//! and the preallocated notification slots.  The state is guarded by the
+//! owner's `nodes` lock (`LockedBy`), so every node of a peer changes under
+//! one lock, and only through `Node::state_mut()`.  When the destruction is
+//! committed the state is emptied and marked removed: under that lock,
+//! "has a state" and "is alive" are the same thing.
 //!
 //! Notifications must never fail, not even on the close of a peer, so the
 //! queue slot of every notification a node can cause is allocated in
@@ -31,13 +32,13 @@ use kernel::{
     rbtree::{RBTree, RBTreeNodeReservation},
     sync::{
         atomic::{Acquire, Atomic, Release},
-        Arc,
+        Arc, LockedBy,
     },
 };
 
 use crate::{
     message::Entry,
-    peer::Peer,
+    peer::{Peer, Withdrawn},
     queue::{Slot, Stamp},
     stats,
 };
@@ -50,19 +51,48 @@ pub(crate) struct Node {
     /// Set under the owner's queue lock when the destruction is staged:
     /// from then on nothing is queued to the node any more.
     destroyed: Atomic<bool>,
+    /// The mutable state, under the owner's `nodes` lock.
+    state: LockedBy<NodeState, OwnedNodes>,
+}
+
+/// What a peer's `nodes` lock guards: the `NodeState` of each node the
+/// peer owns, kept in the node and reached with `Node::state_mut()`.
+pub(crate) struct OwnedNodes {
+    /// `LockedBy` tells owners apart by address: the type needs a size.
+    _non_zst: u8,
+}
+
+impl OwnedNodes {
+    pub(crate) fn new() -> Self {
+        Self { _non_zst: 0 }
+    }
 }
 
 impl Node {
-    pub(crate) fn new(id: u64, owner: Arc<Peer>) -> Result<Arc<Self>> {
+    /// A node of `owner`, with its destruction notification `destroy_slot`.
+    pub(crate) fn new(id: u64, owner: Arc<Peer>, destroy_slot: Slot) -> Result<Arc<Self>> {
+        let state = LockedBy::new(owner.nodes_lock(), NodeState::new(destroy_slot));
         stats::NODES.inc();
         Ok(Arc::new(
             Self {
                 id,
                 owner,
                 destroyed: Atomic::new(false),
+                state,
             },
             GFP_KERNEL_ACCOUNT,
         )?)
+    }
+
+    /// The node's state, given its owner's locked `nodes`, or `None` once
+    /// the node's destruction is committed.
+    pub(crate) fn state_mut<'a>(&'a self, nodes: &'a mut OwnedNodes) -> Option<&'a mut NodeState> {
+        let state = self.state.access_mut(nodes);
+        if state.removed {
+            None
+        } else {
+            Some(state)
+        }
     }
 
     pub(crate) fn is_destroyed(&self) -> bool {
@@ -92,16 +122,16 @@ impl Node {
         spare: &mut Option<Slot>,
     ) -> Option<InflightRef> {
         let by_owner = core::ptr::eq(&*self.owner, sender);
-        let mut nodes = self.owner.nodes.lock();
-        let state = nodes.get_mut(&self.id)?;
+        let mut nodes = self.owner.lock_nodes();
+        let state = self.state_mut(&mut nodes)?;
         state.get_ref(&self.owner, spare, by_owner).ok()?;
         Some(InflightRef(self.clone()))
     }
 
     /// Drops one reference; the owner is notified when it was the last.
     pub(crate) fn put_ref(&self) {
-        let mut nodes = self.owner.nodes.lock();
-        if let Some(state) = nodes.get_mut(&self.id) {
+        let mut nodes = self.owner.lock_nodes();
+        if let Some(state) = self.state_mut(&mut nodes) {
             state.put_ref(&self.owner, self.id);
         }
     }
@@ -130,7 +160,7 @@ pub(crate) type HolderKey = (u64, u64);
 /// Storage for one holder, allocated before any lock is taken.
 pub(crate) type HolderSlot = RBTreeNodeReservation<HolderKey, Holder>;
 
-/// The mutable state of a live node, in its owner's `nodes` map.
+/// The mutable state of a node, under its owner's `nodes` lock.
 ///
 /// # Invariants
 ///
@@ -154,6 +184,8 @@ pub(crate) struct NodeState {
     /// The release notification queued on the owner and maybe not yet
     /// received.
     release_queued: Option<Stamp>,
+    /// Set when the destruction is committed; the rest is empty from then.
+    removed: bool,
 }
 
 impl NodeState {
@@ -165,7 +197,18 @@ impl NodeState {
             destroy_stamp: None,
             release_slot: None,
             release_queued: None,
+            removed: false,
         }
+    }
+
+    /// The destruction is committed: forgets the holders and the slots
+    /// (dropped here, under the owner's `nodes` mutex, never a spinlock).
+    pub(crate) fn remove(&mut self) {
+        // INVARIANT: a removed state is empty and never used again.
+        self.removed = true;
+        self.holders = RBTree::new();
+        self.destroy_slot = None;
+        self.release_slot = None;
     }
 
     /// Takes a reference, under the owner's `nodes` lock.
@@ -186,10 +229,16 @@ impl NodeState {
             if !by_owner {
                 return Err(ENXIO);
             }
-            if let Some(stamp) = self.release_queued.take() {
-                if let Some(removed) = owner.withdraw_notification(stamp) {
-                    // Reuses the entry's memory; nothing is freed.
-                    self.release_slot = Some(removed.into_reservation());
+            if let Some(stamp) = self.release_queued {
+                match owner.withdraw_notification(stamp) {
+                    Withdrawn::Removed(removed) => {
+                        // Reuses the entry's memory; nothing is freed.
+                        self.release_slot = Some(removed.into_reservation());
+                        self.release_queued = None;
+                    }
+                    Withdrawn::Received => self.release_queued = None,
+                    // Being received: it stays pending, see `put_ref()`.
+                    Withdrawn::Reading => {}
                 }
             }
         }
@@ -205,10 +254,19 @@ impl NodeState {
     /// that a raise from zero can find and withdraw it.
     pub(crate) fn put_ref(&mut self, owner: &Peer, id: u64) {
         self.refs = self.refs.saturating_sub(1);
-        if self.refs == 0 {
-            if let Some(slot) = self.release_slot.take() {
-                self.release_queued = owner.queue_notification(Entry::NodeRelease { id }, slot);
+        if self.refs != 0 {
+            return;
+        }
+        // One that a receiver had started to read when the count rose
+        // again may still be queued (the receive failed, or has not ended):
+        // it tells the truth again, and no second one is queued.
+        if let Some(stamp) = self.release_queued {
+            if owner.is_queued(stamp) {
+                return;
             }
+        }
+        if let Some(slot) = self.release_slot.take() {
+            self.release_queued = owner.queue_notification(Entry::NodeRelease { id }, slot);
         }
     }
 }

@@ -250,6 +250,11 @@ impl Queue {
         Ok((self.is_readable(), stamp))
     }
 
+    /// Whether the entry at `stamp` is in the queue.
+    pub(crate) fn contains(&self, stamp: Stamp) -> bool {
+        self.entries.get(&stamp).is_some()
+    }
+
     /// Removes a committed notification that nobody has started to
     /// receive (a release notification made stale by a new reference).
     pub(crate) fn withdraw(&mut self, stamp: Stamp) -> Option<Removed> {

@@ -13,7 +13,13 @@
 
 use kernel::{prelude::*, sync::Arc, uapi};
 
-use crate::{files, peer::ID_INVALID, peer_file::peer_from_fd, transaction::Outcome, user};
+use crate::{
+    files,
+    peer::ID_INVALID,
+    peer_file::peer_from_fd,
+    transaction::Outcome,
+    user::{self, MessageArgs, RecvArgs},
+};
 
 /// Whether `ids` names something twice.
 fn has_duplicates(ids: &[u64]) -> Result<bool> {
@@ -102,16 +108,6 @@ pub(crate) fn peer_reset(peer: i32, flags: u32) -> Result<i32> {
     Ok(0)
 }
 
-/// Words of `struct bus1_message`.
-const MSG_VECS: usize = 0;
-const MSG_N_VECS: usize = 1;
-const MSG_HANDLES: usize = 2;
-const MSG_N_HANDLES: usize = 3;
-const MSG_ERRORS: usize = 4;
-const MSG_FDS: usize = 5;
-const MSG_N_FDS: usize = 6;
-const MSG_WORDS: usize = 7;
-
 /// The errno reported for each destination in `bus1_message.errors`.
 fn errno_of(outcome: Outcome) -> i32 {
     match outcome {
@@ -136,17 +132,17 @@ pub(crate) fn send(
     }
     let partial = flags & uapi::BUS1_SEND_CONTINUE != 0;
     let peer = peer_from_fd(peer)?;
-    let msg: [u64; MSG_WORDS] =
+    let MessageArgs(msg) =
         user::read_struct(msg_ptr, msg_size, uapi::BUS1_MESSAGE_SIZE_VER0 as usize)?;
-    if msg[MSG_N_HANDLES] > u64::from(uapi::BUS1_HANDLES_MAX)
-        || msg[MSG_N_FDS] > u64::from(uapi::BUS1_FDS_MAX)
+    if msg.n_handles > u64::from(uapi::BUS1_HANDLES_MAX)
+        || msg.n_fds > u64::from(uapi::BUS1_FDS_MAX)
     {
         return Err(EINVAL);
     }
     // What a seccomp filter sees in the flags must be what the message
     // carries.
-    if (flags & uapi::BUS1_SEND_HANDLES != 0) != (msg[MSG_N_HANDLES] != 0)
-        || (flags & uapi::BUS1_SEND_FDS != 0) != (msg[MSG_N_FDS] != 0)
+    if (flags & uapi::BUS1_SEND_HANDLES != 0) != (msg.n_handles != 0)
+        || (flags & uapi::BUS1_SEND_FDS != 0) != (msg.n_fds != 0)
     {
         return Err(EINVAL);
     }
@@ -155,7 +151,7 @@ pub(crate) fn send(
         return Err(ENOTUNIQ);
     }
     let mut outcomes = KVVec::from_elem(Outcome::Cancelled, dsts.len(), GFP_KERNEL)?;
-    let errors_ptr = msg[MSG_ERRORS];
+    let errors_ptr = msg.errors;
     let mut errnos = KVVec::new();
     if errors_ptr != 0 {
         // Written before anything happens, so that a bad address fails
@@ -163,10 +159,10 @@ pub(crate) fn send(
         errnos = KVVec::from_elem(errno_of(Outcome::Cancelled), dsts.len(), GFP_KERNEL)?;
         user::write_i32s(errors_ptr, &errnos)?;
     }
-    let handles = user::read_u64s(msg[MSG_HANDLES], msg[MSG_N_HANDLES] as usize)?;
-    let fds = user::read_i32s(msg[MSG_FDS], msg[MSG_N_FDS] as usize)?;
+    let handles = user::read_u64s(msg.handles, msg.n_handles as usize)?;
+    let fds = user::read_i32s(msg.fds, msg.n_fds as usize)?;
     let files = files::collect(&fds)?;
-    let payload = user::gather(msg[MSG_VECS], msg[MSG_N_VECS])?;
+    let payload = user::gather(msg.vecs, msg.n_vecs)?;
     let sent = peer.send(&dsts, payload, &handles, files, partial, &mut outcomes);
     if errors_ptr != 0 {
         for (errno, outcome) in errnos.iter_mut().zip(outcomes.iter()) {
@@ -181,23 +177,6 @@ pub(crate) fn send(
     Ok(sent? as i32)
 }
 
-/// Words of `struct bus1_recv`.
-const RECV_VECS: usize = 0;
-const RECV_N_VECS: usize = 1;
-const RECV_HANDLES: usize = 2;
-const RECV_N_HANDLES: usize = 3;
-const RECV_FDS: usize = 8;
-const RECV_N_FDS: usize = 9;
-const RECV_WORDS: usize = 12;
-
-/// Two `__u32` or `__s32` fields that share a word, in memory order.
-fn pair(first: u32, second: u32) -> u64 {
-    let mut bytes = [0u8; 8];
-    bytes[..4].copy_from_slice(&first.to_ne_bytes());
-    bytes[4..].copy_from_slice(&second.to_ne_bytes());
-    u64::from_ne_bytes(bytes)
-}
-
 /// `bus1_recv(2)`.
 pub(crate) fn recv(peer: i32, args_ptr: u64, args_size: usize, flags: u32) -> Result<i32> {
     if flags != 0 {
@@ -205,44 +184,46 @@ pub(crate) fn recv(peer: i32, args_ptr: u64, args_size: usize, flags: u32) -> Re
     }
     let peer = peer_from_fd(peer)?;
     let nonblock = peer.nonblock();
-    let args: [u64; RECV_WORDS] =
+    let RecvArgs(args) =
         user::read_struct(args_ptr, args_size, uapi::BUS1_RECV_SIZE_VER0 as usize)?;
-    let (vecs, room) = user::read_vecs(args[RECV_VECS], args[RECV_N_VECS])?;
-    let handle_room = args[RECV_N_HANDLES];
-    let fd_room = args[RECV_N_FDS];
-
-    let handles_ptr = args[RECV_HANDLES];
+    let (vecs, room) = user::read_vecs(args.vecs, args.n_vecs)?;
     peer.recv(
         nonblock,
         |msg| {
-            // The output words: n_handles, n_bytes, type, id, flags.
-            let out = [
-                msg.n_handles as u64,
-                msg.payload.len() as u64,
-                msg.kind,
-                msg.id,
-                if msg.continues {
+            // What the caller learns; a caller with a structure too old to
+            // have `fds` has no room for descriptors (and sees none of the
+            // fields it does not have).
+            let (uid, gid, pid, tid) = msg.creds.unwrap_or((u32::MAX, u32::MAX, 0, 0));
+            let out = RecvArgs(uapi::bus1_recv {
+                n_handles: msg.n_handles as u64,
+                n_bytes: msg.payload.len() as u64,
+                type_: msg.kind,
+                id: msg.id,
+                flags: if msg.continues {
                     u64::from(uapi::BUS1_RECV_FLAG_CONTINUE)
                 } else {
                     0
                 },
-            ];
-            // And n_fds, {uid, gid}, {pid, tid}; no sender for a notification.
-            let (uid, gid, pid, tid) = msg.creds.unwrap_or((u32::MAX, u32::MAX, 0, 0));
-            let out_fds = [
-                msg.n_fds as u64,
-                pair(uid, gid),
-                pair(pid as u32, tid as u32),
-            ];
+                n_fds: msg.n_fds as u64,
+                uid,
+                gid,
+                pid,
+                tid,
+                ..args
+            });
             if msg.payload.len() > room
-                || msg.n_handles as u64 > handle_room
-                || msg.n_fds as u64 > fd_room
+                || out.0.n_handles > args.n_handles
+                || out.0.n_fds > args.n_fds
             {
-                // Report what is needed; the message stays queued.  A caller
-                // with a structure too old to have room for file descriptors
-                // has no room for them.
-                user::write_struct_words(args_ptr, args_size, RECV_N_HANDLES, &out[..2])?;
-                user::write_struct_words(args_ptr, args_size, RECV_N_FDS, &out_fds[..1])?;
+                // Report the sizes needed, nothing else; the message stays
+                // queued.
+                let needed = RecvArgs(uapi::bus1_recv {
+                    n_handles: out.0.n_handles,
+                    n_bytes: out.0.n_bytes,
+                    n_fds: out.0.n_fds,
+                    ..args
+                });
+                user::write_struct(args_ptr, args_size, &needed)?;
                 return Err(EMSGSIZE);
             }
             let reserved = files::Reserved::new(msg.n_fds)?;
@@ -250,13 +231,12 @@ pub(crate) fn recv(peer: i32, args_ptr: u64, args_size: usize, flags: u32) -> Re
             // Placeholders: the ids are written once the handles are taken,
             // which must then not fail on a bad address.
             let placeholders = KVec::from_elem(ID_INVALID, msg.n_handles, GFP_KERNEL)?;
-            user::write_u64s(handles_ptr, &placeholders)?;
-            user::write_i32s(args[RECV_FDS], &reserved.numbers()?)?;
-            user::write_struct_words(args_ptr, args_size, RECV_N_HANDLES, &out)?;
-            user::write_struct_words(args_ptr, args_size, RECV_N_FDS, &out_fds)?;
+            user::write_u64s(args.handles, &placeholders)?;
+            user::write_i32s(args.fds, &reserved.numbers()?)?;
+            user::write_struct(args_ptr, args_size, &out)?;
             Ok(reserved)
         },
-        |ids| user::write_u64s(handles_ptr, ids),
+        |ids| user::write_u64s(args.handles, ids),
     )?;
     Ok(0)
 }

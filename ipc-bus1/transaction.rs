@@ -230,7 +230,7 @@ where
 {
     let sender = owner.id();
     let seq = owner.next_seq();
-    let mut nodes = owner.nodes.lock();
+    let mut nodes = owner.lock_nodes();
 
     // 1. Stage.  Marking a node destroyed happens in the owner's queue lock,
     //    so that no message to it is committed after the notification.
@@ -243,7 +243,7 @@ where
         staged
     };
     each(&mut |node| {
-        let Some(state) = nodes.get_mut(&node.id) else {
+        let Some(state) = node.state_mut(&mut nodes) else {
             return;
         };
         state.destroy_stamp = match state.destroy_slot.take() {
@@ -272,7 +272,7 @@ where
 
     // 3. Raise every clock before the first commit.
     each(&mut |node| {
-        let Some(state) = nodes.get(&node.id) else {
+        let Some(state) = node.state_mut(&mut nodes) else {
             return;
         };
         if state.destroy_stamp.is_some() {
@@ -286,7 +286,7 @@ where
 
     // 4. Commit, and forget the nodes' state: they are gone.
     each(&mut |node| {
-        let Some(state) = nodes.get(&node.id) else {
+        let Some(state) = node.state_mut(&mut nodes) else {
             return;
         };
         if let Some(staged) = state.destroy_stamp {
@@ -300,6 +300,6 @@ where
             }
             cond_resched();
         }
-        drop(nodes.remove(&node.id));
+        state.remove();
     });
 }

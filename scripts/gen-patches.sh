@@ -82,8 +82,9 @@ __rust_helper int rust_helper_cond_resched(void)
 commit rust-helpers.txt rust/helpers/task.c
 
 # --- 2: the subsystem with its first system call -----------------------------
-mkdir -p ipc/bus1
+mkdir -p ipc/bus1/peer
 cp "$BUS1_ROOT"/ipc-bus1/{Kconfig,Makefile,bus1.h,syscalls.c,*.rs} ipc/bus1/
+cp "$BUS1_ROOT"/ipc-bus1/peer/*.rs ipc/bus1/peer/
 cp "$BUS1_ROOT/uapi/bus1.h" include/uapi/linux/bus1.h
 python3 "$kedit" init/Kconfig before '^config WATCH_QUEUE$' 'source "ipc/bus1/Kconfig"
 '

@@ -24,7 +24,7 @@ mutants=(
 	"no-clock-raise|transaction.rs|s/d.node.owner.confirm(&d.node, staged, time)/d.node.owner.confirm(\&d.node, staged, 0)/|stress_global_order|step 3: clocks are never raised"
 	"per-queue-commit-time|transaction.rs|s/d.node.owner.commit(staged, time, entry);/d.node.owner.commit(staged, if single { time } else { staged.time + 1 }, entry);/|stress_global_order|one commit time for all queues"
 	"raise-at-commit|transaction.rs|s/d.node.owner.confirm(&d.node, staged, time)/d.node.owner.confirm(\&d.node, staged, 0)/;s/d.node.owner.commit(staged, time, entry);/d.node.owner.raise_clock(time); d.node.owner.commit(staged, time, entry);/|causality_holds_across_a_wide_multicast|all clocks raised before the first commit"
-	"no-alive-check-at-raise|peer.rs|s/            if !node.is_destroyed() {/            if true {/|multicast_is_atomic_against_a_concurrent_destruction|the destination check in step 3"
+	"no-alive-check-at-raise|peer/queueing.rs|s/            if !node.is_destroyed() {/            if true {/|multicast_is_atomic_against_a_concurrent_destruction|the destination check in step 3"
 	"no-fair-share|quota.rs|s/        if !share.plus(charge.usage).within(\&free_after, \&charge.usage) {/        if false {/|a_hostile_user_cannot_starve|the fair share of foreign senders"
 	"no-user-pool|quota.rs|s/        user_pool.check(charge, \&limits::user(), \&slots.user)?;//|a_hostile_user_cannot_starve|the per-user limit"
 	"unix-sockets-pass|files.rs|s/ \&\& !is_unix_socket(file)//|bus1_peers_and_unix_sockets_are_refused|refusing AF_UNIX sockets"

@@ -9,7 +9,7 @@ DEB_PACKAGES=(
 	gcc make bc flex bison libelf-dev libssl-dev cpio xz-utils git
 	python3-venv python3-pip
 	qemu-system-x86 busybox-static udev strace kmod groff-base
-	gcc-multilib
+	gcc-multilib python3-ply
 )
 
 missing=()

@@ -6,6 +6,7 @@
 . "$(dirname "$0")/lib.sh"
 
 "$BUS1_ROOT/scripts/build.sh" --variant debug
+compat32=$("$BUS1_ROOT/scripts/build-compat32.sh")
 cd "$BUS1_ROOT/tools-testing"
 test_bin=$(cargo test -q --no-run --test kernel --message-format=json |
 	sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n1)
@@ -13,7 +14,7 @@ script=$(mktemp /tmp/bus1-debug.XXXXXX)
 trap 'rm -f "$script"' EXIT
 cat >"$script" <<EOS
 #!/bin/sh
-"$test_bin" --test-threads=1 "\$@" || exit 1
+BUS1_COMPAT32="$compat32" "$test_bin" --test-threads=1 "\$@" || exit 1
 mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug
 # Two scans: kmemleak reports an object only when it stays unreferenced.
 echo scan >/sys/kernel/debug/kmemleak; sleep 2; echo scan >/sys/kernel/debug/kmemleak

@@ -76,7 +76,7 @@ man_pages_check() {
 
 rustfmt_check() {
 	rustfmt --edition 2021 --check --config-path "$WORK_TREE/.rustfmt.toml" \
-		"$BUS1_ROOT"/ipc-bus1/*.rs
+		"$BUS1_ROOT"/ipc-bus1/*.rs "$BUS1_ROOT"/ipc-bus1/peer/*.rs
 }
 
 clippy_check() {
@@ -167,23 +167,12 @@ run_kernel_tests() {
 }
 
 # The 32-bit program that compat32.rs runs in the guest (i386 ABI on the
-# x86_64 kernel): built from the uapi header as it is in this repository.
+# x86_64 kernel).
 compat32=$BUS1_ROOT/tools-testing/target/bus1-compat32
-build_compat32() {
-	local inc
-	inc=$(mktemp -d)
-	mkdir -p "$inc/linux" "${compat32%/*}"
-	cp "$BUS1_ROOT/uapi/bus1.h" "$inc/linux/bus1.h"
-	gcc -m32 -static -O2 -Wall -Wextra -Werror -I "$inc" -o "$compat32" \
-		"$BUS1_ROOT/tools-testing/compat32/bus1-compat32.c"
-	local status=$?
-	rm -rf "$inc"
-	return $status
-}
 if [ -z "$filter" ]; then
-	check "32-bit test program builds (gcc -m32)" build_compat32
+	check "32-bit test program builds (gcc -m32)" "$BUS1_ROOT/scripts/build-compat32.sh"
 else
-	build_compat32 || true
+	"$BUS1_ROOT/scripts/build-compat32.sh" >/dev/null || true
 fi
 
 run_kernel_tests kernel "" ${filter:+"$filter"}
