@@ -89,6 +89,15 @@ pub(crate) struct QueuedEntry {
 }
 
 /// A peer's queue; always accessed under the peer's queue lock.
+///
+/// # Invariants
+///
+/// * No entry is staged at or below `clock` after `clock` was raised past
+///   it (see the module documentation for why this gives one order).
+/// * `reading`, if set, is the stamp of the first entry, which is
+///   committed; it is neither withdrawn nor moved until the receiver pops
+///   it or gives up.
+/// * `account` holds exactly the charges of the entries in `entries`.
 pub(crate) struct Queue {
     /// No timestamp at or below this can still be staged.
     clock: u64,
@@ -289,6 +298,7 @@ impl Queue {
         let continues = entries
             .next()
             .is_some_and(|(next, _)| next.same_transaction(stamp));
+        // INVARIANT: the first entry, committed.
         self.reading = Some(*stamp);
         Some((entry, continues))
     }

@@ -350,7 +350,11 @@ fn sys_enter_tracepoint_records_each_call() {
 
 /// A classic-BPF seccomp filter that fails `bus1_open` with EPERM when its
 /// flags ask for a non-blocking peer, and allows everything else.
-fn install_seccomp_nonblock_filter() {
+/// Installs a seccomp filter that fails system call `nr` with `EPERM` when
+/// its argument `arg` (0-based) has any bit of `mask` set: a filter on what
+/// bus1 passes in registers (flags of `bus1_open()`, of `bus1_send()`).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn seccomp_deny_flag(nr: usize, arg: u32, mask: u32) {
     use nix::libc::{self, sock_filter, sock_fprog};
     const fn stmt(code: u16, k: u32) -> sock_filter {
         sock_filter {
@@ -363,10 +367,10 @@ fn install_seccomp_nonblock_filter() {
     const fn jump(code: u16, k: u32, jt: u8, jf: u8) -> sock_filter {
         sock_filter { code, jt, jf, k }
     }
-    // Offsets in struct seccomp_data.
+    // Offsets in struct seccomp_data: nr, arch, then the low words of the
+    // 64-bit args from 16 (little endian).
     const NR: u32 = 0;
     const ARCH: u32 = 4;
-    const ARG0: u32 = 16;
     const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
     let ld = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
     let jeq = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
@@ -376,9 +380,9 @@ fn install_seccomp_nonblock_filter() {
         stmt(ld, ARCH),
         jump(jeq, AUDIT_ARCH_X86_64, 0, 4),
         stmt(ld, NR),
-        jump(jeq, sys::nr::BUS1_OPEN as u32, 0, 2),
-        stmt(ld, ARG0),
-        jump(jset, BUS1_OPEN_NONBLOCK, 1, 0),
+        jump(jeq, nr as u32, 0, 2),
+        stmt(ld, 16 + 8 * arg),
+        jump(jset, mask, 1, 0),
         stmt(ret, libc::SECCOMP_RET_ALLOW),
         stmt(ret, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32),
     ];
@@ -406,7 +410,7 @@ fn install_seccomp_nonblock_filter() {
 #[test]
 fn seccomp_filters_on_bus1_open_flags() {
     let code = in_child(|| {
-        install_seccomp_nonblock_filter();
+        seccomp_deny_flag(sys::nr::BUS1_OPEN, 0, BUS1_OPEN_NONBLOCK);
         assert_eq!(Peer::open(BUS1_OPEN_NONBLOCK).err(), Some(Errno::EPERM));
         assert_eq!(
             Peer::open(BUS1_OPEN_NONBLOCK | BUS1_OPEN_CLOEXEC).err(),

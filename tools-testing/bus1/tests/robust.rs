@@ -508,3 +508,43 @@ fn a_node_with_100000_holders_and_a_peer_with_100000_nodes_close_in_bounded_time
     setrlimit(Resource::RLIMIT_NOFILE, soft, hard).unwrap();
     assert_eq!(counts(), base);
 }
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn seccomp_can_forbid_passing_fds_or_handles() {
+    use bus1::sys::{BUS1_SEND_FDS, BUS1_SEND_HANDLES};
+    for (flag, what) in [(BUS1_SEND_FDS, "fds"), (BUS1_SEND_HANDLES, "handles")] {
+        let code = in_child(|| {
+            let (owner, sender) = (peer(), peer());
+            let (_, handle) = connect(&owner, &sender);
+            let carried = sender.create_node().unwrap();
+            let (_rd, wr) = pipe().unwrap();
+            super::seccomp_deny_flag(bus1::sys::nr::BUS1_SEND, 5, flag);
+            // Plain messages still go through; the forbidden kind does not,
+            // and the message is not half-sent.
+            let plain = sender.send(handle, &[b"plain"], &[]);
+            let with_fd = sender.send_with_fds(handle, &[b"fd"], &[], &[wr.as_raw_fd()]);
+            let with_handle = sender.send(handle, &[b"handle"], &[carried]);
+            let (expect_fd, expect_handle) = if flag == BUS1_SEND_FDS {
+                (Err(Errno::EPERM), Ok(()))
+            } else {
+                (Ok(()), Err(Errno::EPERM))
+            };
+            let queued = 1 + usize::from(expect_fd.is_ok()) + usize::from(expect_handle.is_ok());
+            let mut got = 0;
+            while owner
+                .recv_with_fds(&mut [0u8; 16], &mut [0u64; 1], &mut [-1; 1])
+                .is_ok()
+            {
+                got += 1;
+            }
+            i32::from(
+                plain != Ok(())
+                    || with_fd != expect_fd
+                    || with_handle != expect_handle
+                    || got != queued,
+            )
+        });
+        assert_eq!(code, 0, "seccomp filter on BUS1_SEND_* ({what})");
+    }
+}
