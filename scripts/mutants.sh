@@ -28,7 +28,7 @@ mutants=(
 	"no-fair-share|quota.rs|s/        if !share.plus(charge.usage).within(\&free_after, \&charge.usage) {/        if false {/|a_hostile_user_cannot_starve|the fair share of foreign senders"
 	"no-user-pool|quota.rs|s/        user_pool.check(charge, \&limits::user(), \&slots.user)?;//|a_hostile_user_cannot_starve|the per-user limit"
 	"unix-sockets-pass|files.rs|s/ \&\& !is_unix_socket(file)//|bus1_peers_and_unix_sockets_are_refused|refusing AF_UNIX sockets"
-	"no-release-withdraw|node.rs|s/owner.withdraw_notification(stamp) {/owner.withdraw_notification(stamp).filter(|_| false) {/|at_most_one_release_notification|withdrawing a stale release notification"
+	"no-release-withdraw|queue.rs|s/        if self.reading == Some(stamp) {/        if true {/|at_most_one_release_notification|withdrawing a stale release notification"
 	"unmapped-uid|creds.rs|s/bindings::from_kuid_munged(ns, self.euid),/self.euid.val,/|ids_are_mapped_into_the_receivers_user_namespace|mapping the uid into the receiver's namespace"
 )
 
