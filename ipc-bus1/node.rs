@@ -13,7 +13,7 @@
 //! owner's `nodes` lock (`LockedBy`), so every node of a peer changes under
 //! one lock, and only through `Node::state_mut()`.  When the destruction is
 //! committed the state is emptied and marked removed: under that lock,
-//! "has a state" and "is alive" are the same thing.
+//! "its state is not removed" and "is alive" are the same thing.
 //!
 //! Notifications must never fail, not even on the close of a peer, so the
 //! queue slot of every notification a node can cause is allocated in
@@ -84,8 +84,9 @@ impl Node {
         )?)
     }
 
-    /// The node's state, given its owner's locked `nodes`, or `None` once
-    /// the node's destruction is committed.
+    /// The node's state, given its owner's locked `nodes` (from
+    /// `self.owner.lock_nodes()`; any other peer's would panic in
+    /// `LockedBy`), or `None` once the node's destruction is committed.
     pub(crate) fn state_mut<'a>(&'a self, nodes: &'a mut OwnedNodes) -> Option<&'a mut NodeState> {
         let state = self.state.access_mut(nodes);
         if state.removed {

@@ -75,8 +75,8 @@ impl Peer {
         if state.closed {
             return Err(EBADF);
         }
-        // Under the owner's `nodes` lock a node is alive exactly when it
-        // has a state there: checked before every kind of acquisition.
+        // Under the owner's `nodes` lock a node is alive exactly when its
+        // state is not removed: checked before every kind of acquisition.
         let mut nodes = node.owner.lock_nodes();
         let node_state = node.state_mut(&mut nodes).ok_or(EHOSTUNREACH)?;
         if let Some(&id) = state.by_node.get(&node.key()) {
