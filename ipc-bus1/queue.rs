@@ -338,3 +338,438 @@ impl Queue {
         self.closed = false;
     }
 }
+
+#[kunit_tests(bus1_queue)]
+mod tests {
+    use super::*;
+    use crate::{limits, quota::User};
+    use kernel::sync::Arc;
+
+    /// The receiving peer's user (a raw kuid).
+    const OWNER: u32 = 1000;
+
+    fn new_queue() -> Result<(Queue, Arc<User>)> {
+        let user = User::new(OWNER)?;
+        Ok((Queue::new(Account::new(user.clone())), user))
+    }
+
+    fn slot() -> Result<Slot> {
+        RBTreeNodeReservation::new(GFP_KERNEL)
+    }
+
+    fn stamp(time: u64, sender: u64, seq: u64, part: u64) -> Stamp {
+        Stamp {
+            time,
+            sender,
+            seq,
+            part,
+        }
+    }
+
+    fn note(id: u64) -> Entry {
+        Entry::NodeRelease { id }
+    }
+
+    /// A message of `bytes` bytes from a peer of the queue's own user.
+    fn charge(bytes: u64) -> Charge {
+        Charge {
+            sender: OWNER,
+            usage: used(1, bytes),
+        }
+    }
+
+    fn used(messages: u64, bytes: u64) -> Usage {
+        Usage {
+            messages,
+            bytes,
+            handles: 0,
+            fds: 0,
+        }
+    }
+
+    fn errno(refusal: Refusal) -> Error {
+        match refusal {
+            Refusal::Refused(e) => e,
+            Refusal::NeedSlots => EAGAIN,
+        }
+    }
+
+    fn stage_charged(
+        q: &mut Queue,
+        (sender, seq, part): (u64, u64, u64),
+        raise: bool,
+        charge: &Charge,
+    ) -> Result<Stamp> {
+        let id = EntryId { sender, seq, part };
+        q.stage(id, slot()?, raise, charge, &mut ShareSlots::default())
+            .map_err(|(_, refusal)| errno(refusal))
+    }
+
+    /// Stages a place for a notification (nothing charged).
+    fn stage(q: &mut Queue, sender: u64, seq: u64, part: u64, raise: bool) -> Result<Stamp> {
+        stage_charged(q, (sender, seq, part), raise, &Charge::default())
+    }
+
+    fn push_charged(
+        q: &mut Queue,
+        (sender, seq): (u64, u64),
+        id: u64,
+        charge: &Charge,
+    ) -> Result<(bool, Stamp)> {
+        q.push(
+            sender,
+            seq,
+            note(id),
+            slot()?,
+            charge,
+            &mut ShareSlots::default(),
+        )
+        .map_err(|(_, _, refusal)| errno(refusal))
+    }
+
+    /// Pushes a notification with id `id` (nothing charged).
+    fn push(q: &mut Queue, sender: u64, seq: u64, id: u64) -> Result<(bool, Stamp)> {
+        push_charged(q, (sender, seq), id, &Charge::default())
+    }
+
+    /// What a reader sees: the id of the first entry and whether its
+    /// transaction continues.
+    fn first(q: &mut Queue) -> Option<(u64, bool)> {
+        q.peek().map(|(entry, continues)| (entry.id(), continues))
+    }
+
+    fn popped(q: &mut Queue) -> Option<Stamp> {
+        q.pop().map(|node| node.to_key_value().0)
+    }
+
+    /// Whether the queue holds exactly `stamps`, in this order.
+    fn holds(q: &Queue, stamps: &[Stamp]) -> bool {
+        q.entries.keys().eq(stamps.iter())
+    }
+
+    #[test]
+    fn stamps_sort_by_time_sender_seq_part() -> Result {
+        assert!(stamp(1, 9, 9, 9) < stamp(2, 0, 0, 0));
+        assert!(stamp(2, 1, 9, 9) < stamp(2, 2, 0, 0));
+        assert!(stamp(2, 2, 1, 9) < stamp(2, 2, 2, 0));
+        assert!(stamp(2, 2, 2, 0) < stamp(2, 2, 2, 1));
+        assert!(stamp(3, 1, 1, 0).same_transaction(&stamp(3, 1, 1, 7)));
+        assert!(!stamp(3, 1, 1, 0).same_transaction(&stamp(4, 1, 1, 0)));
+        assert!(!stamp(3, 1, 1, 0).same_transaction(&stamp(3, 2, 1, 0)));
+        assert!(!stamp(3, 1, 1, 0).same_transaction(&stamp(3, 1, 2, 0)));
+        // Staged without raising the clock, all four are at time 1 and
+        // sort by sender, sequence and part.
+        let (mut q, _user) = new_queue()?;
+        assert_eq!(stage(&mut q, 3, 1, 0, false)?, stamp(1, 3, 1, 0));
+        assert_eq!(stage(&mut q, 1, 2, 1, false)?, stamp(1, 1, 2, 1));
+        assert_eq!(stage(&mut q, 1, 2, 0, false)?, stamp(1, 1, 2, 0));
+        assert_eq!(stage(&mut q, 2, 0, 0, false)?, stamp(1, 2, 0, 0));
+        assert!(holds(
+            &q,
+            &[
+                stamp(1, 1, 2, 0),
+                stamp(1, 1, 2, 1),
+                stamp(1, 2, 0, 0),
+                stamp(1, 3, 1, 0),
+            ]
+        ));
+        assert_eq!(q.clock, 0);
+        Ok(())
+    }
+
+    #[test]
+    fn push_takes_the_next_tick_and_pops_in_order() -> Result {
+        let (mut q, user) = new_queue()?;
+        for i in 0..3 {
+            let (readable, pushed) = push_charged(&mut q, (5, i), 10 + i, &charge(300))?;
+            assert!(readable);
+            assert_eq!(pushed, stamp(i + 1, 5, i, 0));
+        }
+        assert_eq!(q.clock, 3);
+        assert!(q.usage() == used(3, 900));
+        assert!(user.used() == used(3, 900));
+        for i in 0..3 {
+            assert_eq!(first(&mut q), Some((10 + i, false)));
+            assert_eq!(popped(&mut q), Some(stamp(i + 1, 5, i, 0)));
+            assert!(q.usage() == used(2 - i, 600 - 300 * i));
+        }
+        assert!(!q.is_readable());
+        assert_eq!(first(&mut q), None);
+        assert!(user.used() == Usage::default());
+        Ok(())
+    }
+
+    #[test]
+    fn staged_entry_blocks_later_committed_ones() -> Result {
+        let (mut q, _user) = new_queue()?;
+        let t = stage(&mut q, 1, 1, 0, false)?;
+        assert_eq!(t, stamp(1, 1, 1, 0));
+        // U is committed behind the staged T: nobody may see it yet.
+        let (readable, u) = push(&mut q, 2, 1, 20)?;
+        assert!(!readable);
+        assert_eq!(u, stamp(1, 2, 1, 0));
+        assert!(!q.is_readable());
+        assert_eq!(first(&mut q), None);
+        assert_eq!(popped(&mut q), None);
+        // T commits above its tentative time and moves behind U.
+        q.raise_clock(2);
+        assert!(matches!(q.commit(t, 2, note(10)), Ok(true)));
+        assert!(holds(&q, &[stamp(1, 2, 1, 0), stamp(2, 1, 1, 0)]));
+        assert_eq!(first(&mut q), Some((20, false)));
+        assert_eq!(popped(&mut q), Some(u));
+        assert_eq!(first(&mut q), Some((10, false)));
+        assert_eq!(popped(&mut q), Some(stamp(2, 1, 1, 0)));
+        Ok(())
+    }
+
+    #[test]
+    fn raised_clock_orders_later_stagings_after() -> Result {
+        let (mut q, _user) = new_queue()?;
+        let t = stage(&mut q, 9, 1, 0, false)?;
+        q.raise_clock(10);
+        // A lower time never lowers the clock.
+        q.raise_clock(5);
+        assert_eq!(q.clock, 10);
+        assert!(matches!(q.commit(t, 10, note(90)), Ok(true)));
+        // Later stagings sort after T, even from a lower sender id; staging
+        // without `raise` leaves the clock, with it takes the clock along.
+        assert_eq!(stage(&mut q, 1, 1, 0, false)?, stamp(11, 1, 1, 0));
+        assert_eq!(q.clock, 10);
+        assert_eq!(stage(&mut q, 1, 2, 0, true)?, stamp(11, 1, 2, 0));
+        assert_eq!(q.clock, 11);
+        assert_eq!(push(&mut q, 1, 3, 30)?, (true, stamp(12, 1, 3, 0)));
+        assert_eq!(q.clock, 12);
+        // The staged entries behind T do not hide it.
+        assert_eq!(first(&mut q), Some((90, false)));
+        assert_eq!(popped(&mut q), Some(stamp(10, 9, 1, 0)));
+        assert!(!q.is_readable());
+        Ok(())
+    }
+
+    #[test]
+    fn unstaging_unblocks_and_uncharges() -> Result {
+        let (mut q, user) = new_queue()?;
+        let t = stage_charged(&mut q, (1, 1, 0), false, &charge(500))?;
+        let (readable, _) = push_charged(&mut q, (2, 1), 20, &charge(300))?;
+        assert!(!readable);
+        assert!(q.usage() == used(2, 800));
+        assert!(user.used() == used(2, 800));
+        // T gives up: U becomes readable, T's charge comes back.
+        assert!(q.unstage(t).is_some());
+        assert!(q.usage() == used(1, 300));
+        assert!(user.used() == used(1, 300));
+        assert!(q.is_readable());
+        assert_eq!(first(&mut q), Some((20, false)));
+        // A second unstage finds nothing and gives nothing back.
+        assert!(q.unstage(t).is_none());
+        assert!(q.usage() == used(1, 300));
+        assert!(!q.contains(t));
+        Ok(())
+    }
+
+    #[test]
+    fn transaction_is_read_only_once_all_committed() -> Result {
+        let (mut q, _user) = new_queue()?;
+        let p0 = stage(&mut q, 1, 1, 0, false)?;
+        let p1 = stage(&mut q, 1, 1, 1, false)?;
+        q.raise_clock(2);
+        // Part 1 committed, part 0 still staged at time 1 before it.
+        assert!(matches!(q.commit(p1, 2, note(11)), Ok(false)));
+        assert_eq!(first(&mut q), None);
+        assert!(matches!(q.commit(p0, 2, note(10)), Ok(true)));
+        assert!(holds(&q, &[stamp(2, 1, 1, 0), stamp(2, 1, 1, 1)]));
+        // The reader learns that the transaction continues.
+        assert_eq!(first(&mut q), Some((10, true)));
+        assert_eq!(popped(&mut q), Some(stamp(2, 1, 1, 0)));
+        assert_eq!(first(&mut q), Some((11, false)));
+        Ok(())
+    }
+
+    #[test]
+    fn pop_takes_only_the_peeked_first_entry() -> Result {
+        let (mut q, _user) = new_queue()?;
+        let (_, a) = push(&mut q, 1, 1, 10)?;
+        push(&mut q, 1, 2, 11)?;
+        // Nothing peeked: nothing popped.
+        assert_eq!(popped(&mut q), None);
+        assert_eq!(first(&mut q), Some((10, false)));
+        q.end_read();
+        assert_eq!(popped(&mut q), None);
+        assert!(q.contains(a));
+        assert_eq!(first(&mut q), Some((10, false)));
+        assert_eq!(popped(&mut q), Some(a));
+        assert!(!q.contains(a));
+        // One peek, one pop.
+        assert_eq!(popped(&mut q), None);
+        assert_eq!(first(&mut q), Some((11, false)));
+        Ok(())
+    }
+
+    #[test]
+    fn withdraw_spares_the_entry_being_read() -> Result {
+        let (mut q, _user) = new_queue()?;
+        let (_, a) = push(&mut q, 1, 1, 10)?;
+        let (_, b) = push(&mut q, 1, 2, 11)?;
+        assert_eq!(first(&mut q), Some((10, false)));
+        // `a` is being read: it stays; `b` is not.
+        assert!(q.withdraw(a).is_none());
+        assert!(q.contains(a));
+        assert!(q.withdraw(b).is_some());
+        assert!(!q.contains(b));
+        assert_eq!(popped(&mut q), Some(a));
+        // Received: nothing left to withdraw.
+        assert!(q.withdraw(a).is_none());
+        // A receiver that gives up no longer protects its entry.
+        let (_, c) = push(&mut q, 1, 3, 12)?;
+        assert_eq!(first(&mut q), Some((12, false)));
+        q.end_read();
+        assert!(q.withdraw(c).is_some());
+        assert!(!q.is_readable());
+        assert!(q.entries.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn queues_agree_on_interleaved_transactions() -> Result {
+        let (mut a, _ua) = new_queue()?;
+        let (mut b, _ub) = new_queue()?;
+        a.raise_clock(5);
+        // T (sender 1) and U (sender 2) both go to A (part 0) and B
+        // (part 1); their stagings interleave.
+        let ta = stage(&mut a, 1, 1, 0, false)?;
+        let ub = stage(&mut b, 2, 1, 1, false)?;
+        let ua = stage(&mut a, 2, 1, 0, false)?;
+        let tb = stage(&mut b, 1, 1, 1, false)?;
+        assert!(ta.time == 6 && ua.time == 6 && ub.time == 1 && tb.time == 1);
+        // U finishes first; T, still staged before it, hides it everywhere.
+        let u_time = ua.time.max(ub.time) + 1;
+        a.raise_clock(u_time);
+        b.raise_clock(u_time);
+        assert!(matches!(a.commit(ua, u_time, note(20)), Ok(false)));
+        assert!(matches!(b.commit(ub, u_time, note(21)), Ok(false)));
+        assert_eq!(first(&mut a), None);
+        assert_eq!(first(&mut b), None);
+        let t_time = ta.time.max(tb.time) + 1;
+        a.raise_clock(t_time);
+        b.raise_clock(t_time);
+        assert!(matches!(a.commit(ta, t_time, note(10)), Ok(true)));
+        assert!(matches!(b.commit(tb, t_time, note(11)), Ok(true)));
+        // Both at time 7: the sender breaks the tie the same way in both.
+        assert!(holds(&a, &[stamp(7, 1, 1, 0), stamp(7, 2, 1, 0)]));
+        assert!(holds(&b, &[stamp(7, 1, 1, 1), stamp(7, 2, 1, 1)]));
+        assert_eq!(first(&mut a), Some((10, false)));
+        assert_eq!(first(&mut b), Some((11, false)));
+        Ok(())
+    }
+
+    #[test]
+    fn later_transaction_sorts_after_a_committed_one() -> Result {
+        let (mut a, _ua) = new_queue()?;
+        let (mut b, _ub) = new_queue()?;
+        a.raise_clock(5);
+        // U (sender 2) goes to A and B and commits at 7.
+        let ua = stage(&mut a, 2, 1, 0, false)?;
+        let ub = stage(&mut b, 2, 1, 1, false)?;
+        let u_time = ua.time.max(ub.time) + 1;
+        assert_eq!(u_time, 7);
+        a.raise_clock(u_time);
+        b.raise_clock(u_time);
+        assert!(matches!(a.commit(ua, u_time, note(20)), Ok(true)));
+        assert!(matches!(b.commit(ub, u_time, note(21)), Ok(true)));
+        assert_eq!(first(&mut b), Some((21, false)));
+        b.end_read();
+        // T (sender 1) starts after U was seen: B's raised clock puts T
+        // behind U there, as in A, though B's own clock was 0 before U.
+        let ta = stage(&mut a, 1, 1, 0, false)?;
+        let tb = stage(&mut b, 1, 1, 1, false)?;
+        assert!(ta.time == 8 && tb.time == 8);
+        a.raise_clock(9);
+        b.raise_clock(9);
+        assert!(matches!(a.commit(ta, 9, note(10)), Ok(true)));
+        assert!(matches!(b.commit(tb, 9, note(11)), Ok(true)));
+        assert!(holds(&a, &[stamp(7, 2, 1, 0), stamp(9, 1, 1, 0)]));
+        assert!(holds(&b, &[stamp(7, 2, 1, 1), stamp(9, 1, 1, 1)]));
+        assert_eq!(first(&mut a), Some((20, false)));
+        assert_eq!(first(&mut b), Some((21, false)));
+        Ok(())
+    }
+
+    #[test]
+    fn closed_queue_refuses_and_gives_everything_back() -> Result {
+        let (mut q, user) = new_queue()?;
+        push_charged(&mut q, (1, 1), 10, &charge(300))?;
+        push_charged(&mut q, (1, 2), 11, &charge(200))?;
+        let t = stage_charged(&mut q, (2, 1, 0), false, &charge(100))?;
+        assert_eq!(t, stamp(3, 2, 1, 0));
+        assert!(user.used() == used(3, 600));
+        assert_eq!(first(&mut q), Some((10, false)));
+        let dropped = q.close();
+        assert_eq!(dropped.iter().count(), 3);
+        assert!(q.usage() == Usage::default());
+        assert!(user.used() == Usage::default());
+        assert_eq!(popped(&mut q), None);
+        assert!(stage(&mut q, 3, 1, 0, false) == Err(EHOSTUNREACH));
+        assert!(push(&mut q, 3, 2, 13) == Err(EHOSTUNREACH));
+        // T's place is gone: its commit gives the entry back, its unstage
+        // finds nothing (and gives back no charge a second time).
+        assert!(matches!(
+            q.commit(t, 4, note(12)),
+            Err(Entry::NodeRelease { id: 12 })
+        ));
+        assert!(q.unstage(t).is_none());
+        assert!(user.used() == Usage::default());
+        // A reset: the clock is kept, times do not go back.
+        q.reopen();
+        assert_eq!(push(&mut q, 1, 3, 14)?, (true, stamp(3, 1, 3, 0)));
+        Ok(())
+    }
+
+    #[test]
+    fn refused_charge_leaves_the_queue_unchanged() -> Result {
+        let (mut q, user) = new_queue()?;
+        let too_many_fds = Charge {
+            sender: OWNER,
+            usage: Usage {
+                fds: limits::peer().fds + 1,
+                ..used(1, 256)
+            },
+        };
+        let pushed = q.push(
+            1,
+            1,
+            note(10),
+            slot()?,
+            &too_many_fds,
+            &mut ShareSlots::default(),
+        );
+        // The entry comes back to the caller.
+        assert!(matches!(
+            pushed,
+            Err((Entry::NodeRelease { id: 10 }, _, Refusal::Refused(e))) if e == EDQUOT
+        ));
+        // Another user's first message needs share slots first.
+        let foreign = Charge {
+            sender: OWNER + 1,
+            usage: used(1, 256),
+        };
+        assert!(stage_charged(&mut q, (2, 1, 0), false, &foreign) == Err(EAGAIN));
+        assert!(q.entries.is_empty());
+        assert!(q.usage() == Usage::default() && user.used() == Usage::default());
+        assert_eq!(q.clock, 0);
+        let mut shares = ShareSlots::new()?;
+        let staged = q.stage(
+            EntryId {
+                sender: 2,
+                seq: 1,
+                part: 0,
+            },
+            slot()?,
+            false,
+            &foreign,
+            &mut shares,
+        );
+        assert!(matches!(staged, Ok(s) if s == stamp(1, 2, 1, 0)));
+        assert!(q.usage() == used(1, 256) && user.used() == used(1, 256));
+        Ok(())
+    }
+}

@@ -264,6 +264,19 @@ fn take_object(counter: &Atomic<u64>, limit: u64) -> Result {
 }
 
 impl User {
+    /// A user with nothing charged yet; `owner` is its raw kuid.
+    pub(crate) fn new(owner: u32) -> Result<Arc<Self>> {
+        Arc::pin_init(
+            try_pin_init!(User {
+                uid: owner,
+                pool <- new_spinlock!(Pool::new(owner)),
+                nodes: Atomic::new(0),
+                handles: Atomic::new(0),
+            }? Error),
+            GFP_KERNEL,
+        )
+    }
+
     /// Counts a new node of one of the user's peers (`EDQUOT` at the limit).
     pub(crate) fn take_node(&self) -> Result {
         take_object(&self.nodes, limits::user_objects().nodes)
@@ -331,16 +344,7 @@ impl UserRef {
     /// Joins the pool of the caller's effective uid.
     pub(crate) fn current() -> Result<Self> {
         let uid = Kuid::current_euid().into_raw().val;
-        let owner = uid;
-        let user = Arc::pin_init(
-            try_pin_init!(User {
-                uid: owner,
-                pool <- new_spinlock!(Pool::new(owner)),
-                nodes: Atomic::new(0),
-                handles: Atomic::new(0),
-            }? Error),
-            GFP_KERNEL,
-        )?;
+        let user = User::new(uid)?;
         let node = RBTreeNode::new(
             uid,
             Registered {
@@ -437,5 +441,405 @@ impl Account {
     /// What the peer's queue holds.
     pub(crate) fn used(&self) -> Usage {
         self.pool.used()
+    }
+}
+
+#[kunit_tests(bus1_quota)]
+mod tests {
+    use super::*;
+
+    /// The pool's owner and two other users (raw kuids).
+    const OWNER: u32 = 1000;
+    const ALICE: u32 = 2000;
+    const BOB: u32 = 3000;
+
+    fn usage(messages: u64, bytes: u64, handles: u64, fds: u64) -> Usage {
+        Usage {
+            messages,
+            bytes,
+            handles,
+            fds,
+        }
+    }
+
+    fn charge(sender: u32, messages: u64, bytes: u64, handles: u64, fds: u64) -> Charge {
+        Charge {
+            sender,
+            usage: usage(messages, bytes, handles, fds),
+        }
+    }
+
+    /// A small limit for the pool tests.
+    fn limit() -> Usage {
+        usage(100, 1000, 100, 10)
+    }
+
+    fn slot() -> Result<Option<ShareSlot>> {
+        Ok(Some(RBTreeNodeReservation::new(GFP_KERNEL)?))
+    }
+
+    /// Checks and takes `charge`, as `Account::charge()` does for one pool.
+    fn take(
+        pool: &mut Pool,
+        charge: &Charge,
+        limit: &Usage,
+        slot: &mut Option<ShareSlot>,
+    ) -> Result<(), Refusal> {
+        pool.check(charge, limit, slot)?;
+        pool.take(charge, slot);
+        Ok(())
+    }
+
+    fn is_edquot(result: Result<(), Refusal>) -> bool {
+        matches!(result, Err(Refusal::Refused(e)) if e == EDQUOT)
+    }
+
+    fn needs_slots(result: Result<(), Refusal>) -> bool {
+        matches!(result, Err(Refusal::NeedSlots))
+    }
+
+    fn share(pool: &Pool, sender: u32) -> Option<Usage> {
+        pool.shares.get(&sender).copied()
+    }
+
+    #[test]
+    fn owner_is_bounded_by_limit_alone() {
+        let mut pool = Pool::new(OWNER);
+        let limit = usage(8, 1000, 8, 4);
+        let mut none = None;
+        for _ in 0..8 {
+            assert!(take(&mut pool, &charge(OWNER, 1, 100, 0, 0), &limit, &mut none).is_ok());
+        }
+        assert!(pool.used() == usage(8, 800, 0, 0));
+        // The ninth message is one too many; nothing is taken.
+        assert!(is_edquot(take(
+            &mut pool,
+            &charge(OWNER, 1, 100, 0, 0),
+            &limit,
+            &mut none
+        )));
+        assert!(pool.used() == usage(8, 800, 0, 0));
+        // The owner never gets a share entry, so it never needs a slot.
+        assert!(pool.shares.is_empty());
+    }
+
+    #[test]
+    fn every_resource_is_limited() {
+        let limit = usage(8, 1000, 8, 4);
+        let at_limit = [
+            charge(OWNER, 8, 0, 0, 0),
+            charge(OWNER, 0, 1000, 0, 0),
+            charge(OWNER, 0, 0, 8, 0),
+            charge(OWNER, 0, 0, 0, 4),
+        ];
+        let above = [
+            charge(OWNER, 9, 0, 0, 0),
+            charge(OWNER, 0, 1001, 0, 0),
+            charge(OWNER, 0, 0, 9, 0),
+            charge(OWNER, 0, 0, 0, 5),
+        ];
+        for (fits, too_much) in at_limit.iter().zip(above.iter()) {
+            let mut pool = Pool::new(OWNER);
+            assert!(is_edquot(take(&mut pool, too_much, &limit, &mut None)));
+            assert!(pool.used() == Usage::default());
+            assert!(take(&mut pool, fits, &limit, &mut None).is_ok());
+            assert!(pool.used() == fits.usage);
+        }
+    }
+
+    #[test]
+    fn only_charged_resources_can_refuse() {
+        let mut pool = Pool::new(OWNER);
+        assert!(take(&mut pool, &charge(OWNER, 1, 256, 0, 4), &limit(), &mut None).is_ok());
+        // The fd limit is lowered below what is queued: what is queued
+        // stays, a message without fds still fits, one with an fd does not.
+        let lowered = usage(100, 1000, 100, 2);
+        assert!(take(&mut pool, &charge(OWNER, 1, 256, 1, 0), &lowered, &mut None).is_ok());
+        assert!(is_edquot(take(
+            &mut pool,
+            &charge(OWNER, 1, 256, 0, 1),
+            &lowered,
+            &mut None
+        )));
+        assert!(pool.used() == usage(2, 512, 1, 4));
+    }
+
+    #[test]
+    fn foreign_users_get_half_of_what_is_free() -> Result {
+        let limit = limit();
+        let mut pool = Pool::new(OWNER);
+        // Alice: `share + charge <= limit - (used + charge)` allows 500 of
+        // 1000 free bytes, in one charge or several.
+        assert!(is_edquot(take(
+            &mut pool,
+            &charge(ALICE, 1, 501, 0, 0),
+            &limit,
+            &mut slot()?
+        )));
+        assert!(take(
+            &mut pool,
+            &charge(ALICE, 1, 300, 0, 0),
+            &limit,
+            &mut slot()?
+        )
+        .is_ok());
+        assert!(take(&mut pool, &charge(ALICE, 1, 200, 0, 0), &limit, &mut None).is_ok());
+        assert!(is_edquot(take(
+            &mut pool,
+            &charge(ALICE, 1, 1, 0, 0),
+            &limit,
+            &mut None
+        )));
+        assert!(share(&pool, ALICE) == Some(usage(2, 500, 0, 0)));
+        // Bob: half of the remaining 500.
+        assert!(is_edquot(take(
+            &mut pool,
+            &charge(BOB, 1, 251, 0, 0),
+            &limit,
+            &mut slot()?
+        )));
+        assert!(take(&mut pool, &charge(BOB, 1, 250, 0, 0), &limit, &mut slot()?).is_ok());
+        assert!(is_edquot(take(
+            &mut pool,
+            &charge(BOB, 1, 1, 0, 0),
+            &limit,
+            &mut None
+        )));
+        // The owner may take the rest, up to the limit.
+        assert!(take(&mut pool, &charge(OWNER, 1, 250, 0, 0), &limit, &mut None).is_ok());
+        assert!(is_edquot(take(
+            &mut pool,
+            &charge(OWNER, 1, 1, 0, 0),
+            &limit,
+            &mut None
+        )));
+        assert!(pool.used() == usage(4, 1000, 0, 0));
+        // Alice's bytes come back: she may hold half of the 500 now free.
+        pool.give_back(&charge(ALICE, 2, 500, 0, 0));
+        assert!(share(&pool, ALICE) == Some(Usage::default()));
+        assert!(is_edquot(take(
+            &mut pool,
+            &charge(ALICE, 1, 251, 0, 0),
+            &limit,
+            &mut None
+        )));
+        assert!(take(&mut pool, &charge(ALICE, 1, 250, 0, 0), &limit, &mut None).is_ok());
+        assert!(pool.used() == usage(3, 750, 0, 0));
+        Ok(())
+    }
+
+    #[test]
+    fn share_entry_needs_a_slot_once() -> Result {
+        let limit = limit();
+        let mut pool = Pool::new(OWNER);
+        let mut none = None;
+        assert!(needs_slots(take(
+            &mut pool,
+            &charge(ALICE, 1, 10, 0, 0),
+            &limit,
+            &mut none
+        )));
+        assert!(pool.used() == Usage::default());
+        let mut spare = slot()?;
+        assert!(take(&mut pool, &charge(ALICE, 1, 10, 0, 0), &limit, &mut spare).is_ok());
+        // The slot became Alice's entry; it stays when her share is zero.
+        assert!(spare.is_none());
+        pool.give_back(&charge(ALICE, 1, 10, 0, 0));
+        assert!(share(&pool, ALICE) == Some(Usage::default()));
+        assert!(take(&mut pool, &charge(ALICE, 1, 10, 0, 0), &limit, &mut none).is_ok());
+        assert!(share(&pool, ALICE) == Some(usage(1, 10, 0, 0)));
+        // A charge refused by the fair share (500 > 1000 - 510) does not
+        // use the slot.
+        let mut spare = slot()?;
+        assert!(is_edquot(take(
+            &mut pool,
+            &charge(BOB, 1, 500, 0, 0),
+            &limit,
+            &mut spare
+        )));
+        assert!(spare.is_some() && share(&pool, BOB).is_none());
+        assert!(pool.used() == usage(1, 10, 0, 0));
+        Ok(())
+    }
+
+    #[test]
+    fn giving_back_returns_to_zero() -> Result {
+        let limit = limit();
+        let mut pool = Pool::new(OWNER);
+        let charges = [
+            charge(OWNER, 1, 300, 2, 1),
+            charge(ALICE, 1, 200, 1, 2),
+            charge(OWNER, 1, 100, 0, 0),
+            charge(ALICE, 1, 50, 3, 0),
+        ];
+        for c in charges.iter() {
+            assert!(take(&mut pool, c, &limit, &mut slot()?).is_ok());
+        }
+        assert!(pool.used() == usage(4, 650, 6, 3));
+        assert!(share(&pool, ALICE) == Some(usage(2, 250, 4, 2)));
+        for c in charges.iter().rev() {
+            pool.give_back(c);
+        }
+        assert!(pool.used() == Usage::default());
+        assert!(share(&pool, ALICE) == Some(Usage::default()));
+        Ok(())
+    }
+
+    #[test]
+    fn peer_pool_is_given_back_sender_by_sender() -> Result {
+        let limit = limit();
+        let (mut peer, mut user) = (Pool::new(OWNER), Pool::new(OWNER));
+        let queued = [
+            charge(ALICE, 1, 300, 0, 0),
+            charge(OWNER, 1, 200, 1, 0),
+            charge(BOB, 1, 100, 0, 1),
+        ];
+        for c in queued.iter() {
+            assert!(take(&mut peer, c, &limit, &mut slot()?).is_ok());
+            assert!(take(&mut user, c, &limit, &mut slot()?).is_ok());
+        }
+        // Another peer of the same user holds something of Alice's.
+        assert!(take(&mut user, &charge(ALICE, 1, 50, 0, 0), &limit, &mut None).is_ok());
+        user.give_back_pool(&peer);
+        peer.clear();
+        assert!(user.used() == usage(1, 50, 0, 0));
+        assert!(share(&user, ALICE) == Some(usage(1, 50, 0, 0)));
+        assert!(share(&user, BOB) == Some(Usage::default()));
+        assert!(peer.used() == Usage::default());
+        assert!(share(&peer, ALICE) == Some(Usage::default()));
+        Ok(())
+    }
+
+    #[test]
+    fn account_charges_both_pools_or_neither() -> Result {
+        // The defaults: a user may hold four times what one peer may.
+        let (peer_bytes, user_bytes) = (limits::peer().bytes, limits::user().bytes);
+        assert_eq!(peer_bytes, 64 << 20);
+        assert_eq!(user_bytes, 256 << 20);
+        let user = User::new(OWNER)?;
+        let mut peers = [
+            Account::new(user.clone()),
+            Account::new(user.clone()),
+            Account::new(user.clone()),
+            Account::new(user.clone()),
+        ];
+        let full = charge(OWNER, 1, peer_bytes, 0, 0);
+        for account in peers.iter_mut() {
+            assert!(account.charge(&full, &mut ShareSlots::default()).is_ok());
+        }
+        assert!(is_edquot(
+            peers[0].charge(&charge(OWNER, 1, 1, 0, 0), &mut ShareSlots::default())
+        ));
+        assert!(user.used() == usage(4, 256 << 20, 0, 0));
+        // A fifth peer has room of its own, but its user has none.
+        let mut fifth = Account::new(user.clone());
+        let small = charge(OWNER, 1, 256, 0, 0);
+        assert!(is_edquot(fifth.charge(&small, &mut ShareSlots::default())));
+        assert!(fifth.used() == Usage::default());
+        assert!(user.used() == usage(4, 256 << 20, 0, 0));
+        peers[1].uncharge(&full);
+        assert!(fifth.charge(&small, &mut ShareSlots::default()).is_ok());
+        assert!(user.used() == usage(4, (192 << 20) + 256, 0, 0));
+        // Emptying the queues gives everything back.
+        for account in peers.iter_mut() {
+            account.uncharge_all();
+        }
+        fifth.uncharge(&small);
+        assert!(user.used() == Usage::default());
+        Ok(())
+    }
+
+    #[test]
+    fn account_fair_share_for_other_users() -> Result {
+        // The default fd limits: 4096 per peer, 16384 per user.
+        assert_eq!(limits::peer().fds, 4096);
+        assert_eq!(limits::user().fds, 16384);
+        let user = User::new(OWNER)?;
+        let (mut first, mut second) = (Account::new(user.clone()), Account::new(user.clone()));
+        // No share entries yet: the caller must allocate them first.
+        let mut slots = ShareSlots::default();
+        let half = charge(ALICE, 1, 256, 0, 2048);
+        assert!(needs_slots(first.charge(&half, &mut slots)));
+        let mut slots = ShareSlots::new()?;
+        assert!(is_edquot(
+            first.charge(&charge(ALICE, 1, 256, 0, 2049), &mut slots)
+        ));
+        assert!(first.charge(&half, &mut slots).is_ok());
+        assert!(slots.peer.is_none() && slots.user.is_none());
+        assert!(is_edquot(
+            first.charge(&charge(ALICE, 1, 256, 0, 1), &mut ShareSlots::new()?)
+        ));
+        // The user's pool has room for Alice in another peer: her share
+        // there, 4096 fds, is at most the 12288 left free.
+        let mut slots = ShareSlots::new()?;
+        assert!(second.charge(&half, &mut slots).is_ok());
+        assert!(slots.peer.is_none() && slots.user.is_some());
+        assert!(user.used() == usage(2, 512, 0, 4096));
+        // The owner is bounded by the peer's limit alone.
+        let rest = charge(OWNER, 1, 256, 0, 2048);
+        assert!(first.charge(&rest, &mut ShareSlots::default()).is_ok());
+        assert!(first.used() == usage(2, 512, 0, 4096));
+        first.uncharge(&half);
+        first.uncharge(&rest);
+        second.uncharge(&half);
+        assert!(user.used() == Usage::default());
+        assert!(first.used() == Usage::default() && second.used() == Usage::default());
+        Ok(())
+    }
+
+    #[test]
+    fn free_charges_are_never_refused() -> Result {
+        let user = User::new(OWNER)?;
+        let mut account = Account::new(user.clone());
+        let fds = limits::peer().fds;
+        assert!(account
+            .charge(&charge(OWNER, 1, 256, 0, fds), &mut ShareSlots::default())
+            .is_ok());
+        // A notification (nothing charged), even from another user without
+        // a share entry, fits a full queue and leaves the pools alone.
+        let free = Charge {
+            sender: ALICE,
+            usage: Usage::default(),
+        };
+        assert!(account.charge(&free, &mut ShareSlots::default()).is_ok());
+        account.uncharge(&free);
+        assert!(account.used() == usage(1, 256, 0, fds));
+        assert!(user.used() == usage(1, 256, 0, fds));
+        account.uncharge_all();
+        assert!(account.used() == Usage::default() && user.used() == Usage::default());
+        Ok(())
+    }
+
+    #[test]
+    fn object_counters_stop_at_the_limit() -> Result {
+        let user = User::new(OWNER)?;
+        let max = limits::user_objects();
+        assert_eq!(max.nodes, 65536);
+        assert_eq!(max.handles, 65536);
+        user.take_node()?;
+        user.take_handle()?;
+        assert!(user.objects().nodes == 1 && user.objects().handles == 1);
+        // Just below the limits (as if the user's peers had made the rest).
+        user.nodes.store(max.nodes - 1, Relaxed);
+        user.handles.store(max.handles - 1, Relaxed);
+        user.take_node()?;
+        user.take_handle()?;
+        assert!(user.take_node() == Err(EDQUOT));
+        assert!(user.take_handle() == Err(EDQUOT));
+        assert_eq!(user.objects().nodes, max.nodes);
+        assert_eq!(user.objects().handles, max.handles);
+        // Received handles are counted past the limit; the limit holds.
+        user.take_handle_unlimited();
+        assert_eq!(user.objects().handles, max.handles + 1);
+        assert!(user.take_handle() == Err(EDQUOT));
+        user.give_back_objects(1, 2);
+        assert_eq!(user.objects().nodes, max.nodes - 1);
+        assert_eq!(user.objects().handles, max.handles - 1);
+        user.take_node()?;
+        user.take_handle()?;
+        assert!(user.take_node() == Err(EDQUOT));
+        user.give_back_objects(max.nodes, max.handles);
+        assert!(user.objects().nodes == 0 && user.objects().handles == 0);
+        Ok(())
     }
 }

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 # Boot the built kernel and run one command inside it.
 #
-#   boot.sh [--variant NAME] [--timeout SECONDS] -- COMMAND [ARGS...]
+#   boot.sh [--variant NAME] [--timeout SECONDS] [--console FILE] -- COMMAND [ARGS...]
 #
 # The guest shares the host's root file system (virtme-ng over 9p), so host
 # binaries run as they are.  The command's output and exit status become
@@ -11,10 +11,12 @@
 . "$(dirname "$0")/lib.sh"
 
 timeout=${BOOT_TIMEOUT:-600}
+console_copy=
 while [ $# -gt 0 ]; do
 	case $1 in
 	--variant) BUILD_DIR=$TREE_CACHE/build-$2; shift 2 ;;
 	--timeout) timeout=$2; shift 2 ;;
+	--console) console_copy=$2; shift 2 ;;
 	--) shift; break ;;
 	*) break ;;
 	esac
@@ -59,10 +61,11 @@ chmod +x "$run_dir/cmd.sh"
 mode=$(accel_args)
 # QEMU reopens its stdout: give it a pipe, never a file.
 timeout --foreground -k 10 "$timeout" \
-	vng --run "$kernel" $mode --cpus 2 --memory 2G --verbose \
+	vng --run "$kernel" $mode --cpus 2 --memory 2G --verbose --append "printk.time=1 ${BOOT_APPEND:-}" \
 	--rwdir "$run_dir" --rwdir /tmp -- "$run_dir/cmd.sh" </dev/null 2>&1 |
 	cat >"$run_dir/console"
 status=${PIPESTATUS[0]}
+[ -z "$console_copy" ] || cp "$run_dir/console" "$console_copy"
 
 [ -f "$run_dir/out" ] && cat "$run_dir/out"
 if [ ! -f "$run_dir/rc" ]; then
@@ -75,7 +78,7 @@ if [ ! -f "$run_dir/rc" ]; then
 	exit 125
 fi
 rc=$(cat "$run_dir/rc")
-problems='Kernel panic|BUG:|WARNING:|Oops|KASAN|KFENCE|possible circular locking|possible recursive locking|suspected memory leak'
+problems='Kernel panic|BUG:|WARNING:|Oops|KASAN|UBSAN:|KFENCE|possible circular locking|possible recursive locking|suspected memory leak'
 if grep -qE "$problems" "$run_dir/console"; then
 	echo "boot.sh: the kernel reported a problem; console excerpt:" >&2
 	grep -E -A 20 "$problems" "$run_dir/console" | head -n 80 >&2

@@ -2,13 +2,15 @@
 # SPDX-License-Identifier: GPL-2.0
 # Apply patches/ to the kernel base and build bzImage.
 #
-#   build.sh [--variant debug|nobus1] [make targets...]
+#   build.sh [--variant kasan|nobus1] [make targets...]
 #
 # The series is applied with `git am` in a scratch worktree; the build
 # worktree then checks out the result, which rewrites only the files that
 # differ from the last build, so make rebuilds incrementally.
-# A variant is a second kernel in a build directory of its own: "debug" adds
-# the checkers of configs/debug.config, "nobus1" is built without bus1.
+# A variant is a second kernel in a build directory of its own: "kasan" is
+# the Clang-built checking kernel of configs/kasan.config (KASAN, UBSAN,
+# lockdep, kmemleak, KUnit), "nobus1" is built without bus1.  A fragment's
+# "#make: ARGS" lines are passed to every make of that variant.
 . "$(dirname "$0")/lib.sh"
 
 fragments=("$BUS1_ROOT/configs/bus1.config")
@@ -19,6 +21,7 @@ if [ "${1:-}" = --variant ]; then
 	shift 2
 fi
 targets=("${@:-bzImage}")
+mapfile -t KMAKE_ARGS < <(sed -n 's/^#make: *//p' "${fragments[@]}" | tr ' ' '\n' | sed '/^$/d')
 
 "$BUS1_ROOT/scripts/setup-toolchain.sh"
 "$BUS1_ROOT/scripts/fetch-kernel.sh"

@@ -23,6 +23,9 @@ SYSCALLS=(bus1_open bus1_node_create bus1_handle_transfer bus1_handle_release
 "$BUS1_ROOT/scripts/fetch-kernel.sh"
 
 gen=$BUS1_CACHE/gen
+# One generation at a time: they share the scratch worktree.
+exec 8>"$BUS1_CACHE/gen.lock"
+flock 8
 if [ ! -e "$gen/.git" ]; then
 	git -C "$KERNEL_GIT" worktree prune
 	git -C "$KERNEL_GIT" worktree add -q --detach "$gen" "$BASE_TAG"
@@ -165,6 +168,14 @@ python3 "$kedit" Documentation/userspace-api/index.rst after '^   rseq$' '   bus
 python3 "$kedit" MAINTAINERS before '^F:	include/uapi/linux/bus1.h$' \
 	'F:	Documentation/userspace-api/bus1.rst'
 commit documentation.txt Documentation/userspace-api MAINTAINERS
+
+# --- 5: kselftests --------------------------------------------------------------
+mkdir -p tools/testing/selftests/bus1
+cp "$BUS1_ROOT"/tools-testing/selftests/bus1/{Makefile,config,.gitignore,bus1_test.c} \
+	tools/testing/selftests/bus1/
+python3 "$kedit" tools/testing/selftests/Makefile after '^TARGETS \+= breakpoints$' 'TARGETS += bus1'
+python3 "$kedit" MAINTAINERS after '^F:	ipc/bus1/$' 'F:	tools/testing/selftests/bus1/'
+commit selftests.txt tools/testing/selftests/bus1 tools/testing/selftests/Makefile MAINTAINERS
 
 # --- export ---------------------------------------------------------------------
 git config branch.bus1-series.description "$(cat "$series/cover-letter.txt")"

@@ -47,10 +47,13 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # Every kernel make needs exactly this toolchain: rustup's rustc comes first
 # on PATH but has no library source, and bindgen must use libclang >= 17.
+# KMAKE_ARGS: what a variant adds (build.sh reads it from "#make:" lines of
+# the variant's config fragment, e.g. LLVM=-19).
+KMAKE_ARGS=()
 kmake() {
 	make -C "$WORK_TREE" O="$BUILD_DIR" -j"$JOBS" \
 		RUSTC=/usr/bin/rustc BINDGEN="$BINDGEN" \
-		LIBCLANG_PATH="$LIBCLANG_DIR" "$@"
+		LIBCLANG_PATH="$LIBCLANG_DIR" ${KMAKE_ARGS[@]+"${KMAKE_ARGS[@]}"} "$@"
 }
 
 # Identity and date of the generated patch series: fixed, so that the

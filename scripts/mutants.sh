@@ -7,13 +7,18 @@
 # changing queue.rs, transaction.rs, quota.rs, files.rs, creds.rs or their
 # tests.
 #
-#   mutants.sh [RUNS]     RUNS boots per mutant (default 2)
+#   mutants.sh [RUNS] [NAME]   RUNS boots per mutant (default 2); only NAME
+#
+# A mutant whose filter is "fuzz" is one for the fuzzer: the whole in-kernel
+# suite runs once (and is expected to miss it), then the fuzzer's
+# differential mode with seeds 1..RUNS must catch it.
 #
 # The mutants are edits of the build tree's ipc/bus1 sources; the tree is
 # restored by scripts/build.sh at the end.
 . "$(dirname "$0")/lib.sh"
 
 runs=${1:-2}
+only=${2:-}
 src=$WORK_TREE/ipc/bus1
 # The same lock as scripts/build.sh: nobody else builds meanwhile.
 exec 9>"$TREE_CACHE/build.lock"
@@ -30,16 +35,24 @@ mutants=(
 	"unix-sockets-pass|files.rs|s/ \&\& !is_unix_socket(file)//|bus1_peers_and_unix_sockets_are_refused|refusing AF_UNIX sockets"
 	"no-release-withdraw|queue.rs|s/        if self.reading == Some(stamp) {/        if true {/|at_most_one_release_notification|withdrawing a stale release notification"
 	"unmapped-uid|creds.rs|s/bindings::from_kuid_munged(ns, self.euid),/self.euid.val,/|ids_are_mapped_into_the_receivers_user_namespace|mapping the uid into the receiver's namespace"
+	# For the fuzzer (test filter "fuzz"): breaks the hand-written tests do
+	# not see; the fuzzer must.
+	"unstage-keeps-charge|queue.rs|/pub(crate) fn unstage/,/^    }/s/        self.account.uncharge(\&charge);//|fuzz|giving back the charge of a multicast that failed as a whole"
+	"owner-gets-dead-node|peer/handle.rs|s/            return if node.is_destroyed() {/            return if false {/|fuzz|the destroyed check when a node's owner receives a handle to it"
+	"received-handles-limited|peer/receive.rs|s/self.acquire_with(r.node(), false, false, slots)/self.acquire_with(r.node(), false, true, slots)/|fuzz|never refusing a received handle"
 )
 
 cd "$BUS1_ROOT/tools-testing"
 test_bin=$(cargo test -q --no-run --test kernel --message-format=json 2>/dev/null |
 	sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n1)
 [ -n "$test_bin" ] || die "cannot build the in-kernel tests"
+cargo build -q --release --bin bus1-fuzz || die "cannot build the fuzzer"
+fuzz=$BUS1_ROOT/tools-testing/target/release/bus1-fuzz
 
 survivors=0
 for m in "${mutants[@]}"; do
 	IFS='|' read -r name file expr filter what <<<"$m"
+	[ -z "$only" ] || [ "$only" = "$name" ] || continue
 	git -C "$WORK_TREE" checkout -q -- "ipc/bus1/$file"
 	sed -i "$expr" "$src/$file"
 	git -C "$WORK_TREE" diff --quiet -- "ipc/bus1/$file" && die "mutant $name does not apply"
@@ -48,13 +61,27 @@ for m in "${mutants[@]}"; do
 		die "mutant $name does not build"
 	}
 	caught=0
-	for i in $(seq "$runs"); do
-		out=$("$BUS1_ROOT/scripts/boot.sh" -- "$test_bin" --test-threads=1 "$filter" 2>&1 || true)
-		if echo "$out" | grep -q '^test .* FAILED$'; then
-			caught=$((caught + 1))
-		fi
-		echo "$out" | grep -E 'panicked|disagree|before their causes|left:' | head -n 3 | sed 's/^/      | /'
-	done
+	if [ "$filter" = fuzz ]; then
+		# The hand-written tests, all of them, once: they should miss it.
+		out=$("$BUS1_ROOT/scripts/boot.sh" -- "$test_bin" --test-threads=1 2>&1 || true)
+		missed="missed by the in-kernel tests"
+		echo "$out" | grep -q '^test .* FAILED$' && missed="also caught by the in-kernel tests"
+		for i in $(seq "$runs"); do
+			out=$("$BUS1_ROOT/scripts/boot.sh" -- "$fuzz" --mode differential --ops 50000 --seed "$i" 2>&1 || true)
+			echo "$out" | grep -q '^fuzz differential: FAILED' && caught=$((caught + 1))
+			echo "$out" | grep -E -A3 '^shortest sequence' | head -n 4 | cut -c1-160 | sed 's/^/      | /'
+			echo "$out" | grep -E '^  (model|kernel):' | tail -n 2 | cut -c1-200 | sed 's/^/      | /'
+		done
+		what="$what; $missed"
+	else
+		for i in $(seq "$runs"); do
+			out=$("$BUS1_ROOT/scripts/boot.sh" -- "$test_bin" --test-threads=1 "$filter" 2>&1 || true)
+			if echo "$out" | grep -q '^test .* FAILED$'; then
+				caught=$((caught + 1))
+			fi
+			echo "$out" | grep -E 'panicked|disagree|before their causes|left:' | head -n 3 | sed 's/^/      | /'
+		done
+	fi
 	printf '%-26s caught %d/%d by %s (breaks: %s)\n' "$name" "$caught" "$runs" "$filter" "$what"
 	((caught > 0)) || survivors=$((survivors + 1))
 	git -C "$WORK_TREE" checkout -q -- "ipc/bus1/$file"

@@ -10,6 +10,7 @@ DEB_PACKAGES=(
 	python3-venv python3-pip
 	qemu-system-x86 busybox-static udev strace kmod groff-base
 	gcc-multilib python3-ply
+	clang-19 lld-19 llvm-19
 )
 
 missing=()

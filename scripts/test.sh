@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 # Run every test: the checks of the patch series on the host, the user-space
-# crate's host tests, and the bus1 tests inside the booted kernel.
+# crate's host tests, the bus1 tests inside the booted kernel, and in the
+# checking kernel (KASAN, UBSAN, lockdep, kmemleak) the tests again, KUnit,
+# the kselftest and the fuzzer.
 #
 #   test.sh              everything; ends with "N passed, N failed"
 #   test.sh FILTER       only the in-kernel tests whose name contains FILTER
@@ -176,6 +178,134 @@ else
 fi
 
 run_kernel_tests kernel "" ${filter:+"$filter"}
+
+# --- the checking kernel -----------------------------------------------------------
+# One boot of the KASAN kernel (configs/kasan.config) runs the in-kernel tests
+# again, the kselftest and the fuzzer, then has kmemleak scan; KUnit ran at
+# boot.  Every KTAP and libtest result counts as a test, each fuzzer mode as
+# one; boot.sh fails the run on any KASAN, UBSAN, lockdep or BUG report.
+fuzz_ops=${BUS1_FUZZ_OPS:-200000}
+run_checking_kernel() {
+	local dir script start=$SECONDS status=0 kselftest fuzz seed
+	dir=$(mktemp -d /tmp/bus1-kasan.XXXXXX)
+	if ! "$BUS1_ROOT/scripts/build.sh" --variant kasan >"$logs/build-kasan.log" 2>&1; then
+		failed=$((failed + 1))
+		failures+=("KASAN kernel builds")
+		tail -n 40 "$logs/build-kasan.log"
+		return
+	fi
+	if ! kselftest=$("$BUS1_ROOT/scripts/build-kselftest.sh" 2>"$logs/kselftest-build.log"); then
+		failed=$((failed + 1))
+		failures+=("kselftest builds (make -C tools/testing/selftests TARGETS=bus1)")
+		tail -n 20 "$logs/kselftest-build.log"
+		kselftest=false
+	fi
+	if ! (cd "$BUS1_ROOT/tools-testing" && cargo build -q --release --bin bus1-fuzz) >"$logs/fuzz-build.log" 2>&1; then
+		failed=$((failed + 1))
+		failures+=("fuzzer builds")
+		tail -n 20 "$logs/fuzz-build.log"
+	fi
+	fuzz=$BUS1_ROOT/tools-testing/target/release/bus1-fuzz
+	seed=${BUS1_FUZZ_SEED:-$(od -An -N6 -tu8 /dev/urandom | tr -d ' ')}
+	script=$dir/run.sh
+	cat >"$script" <<EOS
+#!/bin/sh
+cd "$dir"
+env BUS1_COMPAT32="$compat32" "$test_bin" --test-threads=1 ${filter:+"$filter"} >tests.log 2>&1
+if [ -z "$filter" ]; then
+	"$kselftest" >kselftest.log 2>&1
+	"$fuzz" --ops $fuzz_ops --seed $seed >fuzz.log 2>&1
+fi
+mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug
+# Two scans: kmemleak reports an object only once it stayed unreferenced.
+echo scan >/sys/kernel/debug/kmemleak
+echo scan >/sys/kernel/debug/kmemleak
+cat /sys/kernel/debug/kmemleak >kmemleak.log
+EOS
+	chmod +x "$script"
+	log "booting the KASAN kernel for the tests, the kselftest and the fuzzer"
+	"$BUS1_ROOT/scripts/boot.sh" --variant kasan --timeout 3600 --console "$dir/console" -- "$script" \
+		>"$logs/kasan-boot.log" 2>&1 || status=$?
+	cp "$dir"/*.log "$dir/console" "$logs/" 2>/dev/null || true
+	mv "$logs/tests.log" "$logs/kasan-tests.log" 2>/dev/null || true
+
+	# KUnit, from the console: every test case of every suite.
+	local kpass kfail
+	kpass=$(grep -cE '^\[[ 0-9.]+\]     ok [0-9]+ ' "$dir/console" || true)
+	kfail=$(grep -cE '^\[[ 0-9.]+\]     not ok [0-9]+ ' "$dir/console" || true)
+	sed -nE 's/^\[[ 0-9.]+\] # ([a-z0-9_]+): (pass:.*)/kunit: \1: \2/p' "$dir/console"
+	passed=$((passed + kpass))
+	failed=$((failed + kfail))
+	((kfail == 0)) || failures+=("kunit: $kfail failed (see $logs/console)")
+	((kpass > 0)) || { failed=$((failed + 1)); failures+=("kunit: no results on the console"); }
+
+	# The in-kernel tests again, under KASAN.
+	local tpass tfail
+	grep -E '^test .* \.\.\. ' "$dir/tests.log" 2>/dev/null | sed "s/^test /kasan: /" | grep -v ' ok$' || true
+	tpass=$(grep -cE '^test .* \.\.\. ok$' "$dir/tests.log" 2>/dev/null || true)
+	tfail=$(grep -cE '^test .* \.\.\. FAILED$' "$dir/tests.log" 2>/dev/null || true)
+	passed=$((passed + tpass))
+	failed=$((failed + tfail))
+	echo "kasan: $tpass in-kernel tests passed, $tfail failed"
+	if ((tfail > 0)); then
+		mapfile -t -O "${#failures[@]}" failures < <(sed -n 's/^test \(.*\) \.\.\. FAILED$/kasan: \1/p' "$dir/tests.log")
+	fi
+
+	if [ -z "$filter" ]; then
+		# The kselftest's KTAP: "ok N name" / "not ok N name".
+		local spass sfail
+		spass=$(grep -cE '^ok [0-9]+ ' "$dir/kselftest.log" 2>/dev/null || true)
+		sfail=$(grep -cE '^not ok [0-9]+ ' "$dir/kselftest.log" 2>/dev/null || true)
+		grep -E '^# (PASSED|FAILED|Totals)' "$dir/kselftest.log" 2>/dev/null | sed 's/^/kselftest: /'
+		passed=$((passed + spass))
+		failed=$((failed + sfail))
+		((sfail == 0 && spass > 0)) || {
+			failures+=("kselftest: $spass passed, $sfail failed")
+			((sfail > 0)) || failed=$((failed + 1))
+			grep -E '^not ok|^# .*(Expected|FAIL)' "$dir/kselftest.log" | head -n 20 | sed 's/^/      | /'
+		}
+
+		# The fuzzer: one test per mode, one for the errnos it saw.
+		local mode
+		grep -E '^fuzz ' "$dir/fuzz.log" 2>/dev/null | grep -v ': FAILED' || true
+		for mode in differential concurrent; do
+			if grep -q "^fuzz $mode: ok" "$dir/fuzz.log" 2>/dev/null; then
+				passed=$((passed + 1))
+			else
+				failed=$((failed + 1))
+				failures+=("fuzz $mode (seed $seed)")
+				sed -n "/^fuzz $mode: FAILED/,/^fuzz /p" "$dir/fuzz.log" | head -n 60 | sed 's/^/      | /'
+			fi
+		done
+		grep -E '^bus1_' "$dir/fuzz.log" 2>/dev/null | sed 's/^/fuzz coverage: /' || true
+		if grep -q '^fuzz coverage:.*never hit' "$dir/fuzz.log" 2>/dev/null &&
+			! grep -q 'UNDOCUMENTED' "$dir/fuzz.log"; then
+			passed=$((passed + 1))
+		else
+			failed=$((failed + 1))
+			failures+=("fuzz: only documented errnos")
+		fi
+	fi
+
+	# kmemleak after everything.
+	if [ -s "$dir/kmemleak.log" ]; then
+		failed=$((failed + 1))
+		failures+=("kmemleak: suspected leaks")
+		head -n 40 "$dir/kmemleak.log" | sed 's/^/      | /'
+	elif [ -f "$dir/kmemleak.log" ]; then
+		passed=$((passed + 1))
+		echo "kasan: kmemleak: no leaks"
+	fi
+	if [ "$status" != 0 ]; then
+		failed=$((failed + 1))
+		failures+=("KASAN kernel: boot and run (exit $status)")
+		tail -n 40 "$logs/kasan-boot.log" | sed 's/^/      | /'
+	fi
+	rm -rf "$dir"
+	echo "kasan: boot+run $((SECONDS - start))s"
+}
+run_checking_kernel
+
 if [ -z "$filter" ]; then
 	if "$BUS1_ROOT/scripts/build.sh" --variant nobus1 >"$logs/build-nobus1.log" 2>&1; then
 		run_kernel_tests nobus1 nobus1 --ignored --exact without_config_bus1_open_fails_with_enosys
