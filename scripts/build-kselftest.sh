@@ -11,5 +11,5 @@ out=$BUILD_DIR/kselftest
 kmake -s headers >&2
 make -s -C "$WORK_TREE/tools/testing/selftests" TARGETS=bus1 O="$out" \
 	KHDR_INCLUDES="-isystem $BUILD_DIR/usr/include" >&2
-[ -x "$out/bus1/bus1_test" ] || die "no $out/bus1/bus1_test"
-echo "$out/bus1/bus1_test"
+[ -x "$out/kselftest/bus1/bus1_test" ] || die "no $out/kselftest/bus1/bus1_test"
+echo "$out/kselftest/bus1/bus1_test"

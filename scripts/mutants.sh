@@ -37,14 +37,15 @@ mutants=(
 	"unmapped-uid|creds.rs|s/bindings::from_kuid_munged(ns, self.euid),/self.euid.val,/|ids_are_mapped_into_the_receivers_user_namespace|mapping the uid into the receiver's namespace"
 	# For the fuzzer (test filter "fuzz"): breaks the hand-written tests do
 	# not see; the fuzzer must.
-	"unstage-keeps-charge|queue.rs|/pub(crate) fn unstage/,/^    }/s/        self.account.uncharge(\&charge);//|fuzz|giving back the charge of a multicast that failed as a whole"
+	"fds-not-charged|message.rs|s/                fds: self.files.len() as u64,/                fds: 0,/|fuzz|charging the file descriptors a message carries"
+	"destroy-keeps-user-node|peer.rs|s/        self.user.user().give_back_objects(ids.len() as u64, 0);//|fuzz|giving back the user's node count when nodes are destroyed"
 	"owner-gets-dead-node|peer/handle.rs|s/            return if node.is_destroyed() {/            return if false {/|fuzz|the destroyed check when a node's owner receives a handle to it"
 	"received-handles-limited|peer/receive.rs|s/self.acquire_with(r.node(), false, false, slots)/self.acquire_with(r.node(), false, true, slots)/|fuzz|never refusing a received handle"
 )
 
 cd "$BUS1_ROOT/tools-testing"
 test_bin=$(cargo test -q --no-run --test kernel --message-format=json 2>/dev/null |
-	sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n1)
+	sed -n 's/.*"executable":"\([^"]*\/deps\/kernel-[^"]*\)".*/\1/p' | tail -n1)
 [ -n "$test_bin" ] || die "cannot build the in-kernel tests"
 cargo build -q --release --bin bus1-fuzz || die "cannot build the fuzzer"
 fuzz=$BUS1_ROOT/tools-testing/target/release/bus1-fuzz
@@ -65,7 +66,9 @@ for m in "${mutants[@]}"; do
 		# The hand-written tests, all of them, once: they should miss it.
 		out=$("$BUS1_ROOT/scripts/boot.sh" -- "$test_bin" --test-threads=1 2>&1 || true)
 		missed="missed by the in-kernel tests"
-		echo "$out" | grep -q '^test .* FAILED$' && missed="also caught by the in-kernel tests"
+		if echo "$out" | grep -q '^test .* FAILED$'; then
+			missed="also caught by the in-kernel tests: $(echo "$out" | sed -n 's/^test \(.*\) \.\.\. FAILED$/\1/p' | head -n 3 | tr '\n' ' ')"
+		fi
 		for i in $(seq "$runs"); do
 			out=$("$BUS1_ROOT/scripts/boot.sh" -- "$fuzz" --mode differential --ops 50000 --seed "$i" 2>&1 || true)
 			echo "$out" | grep -q '^fuzz differential: FAILED' && caught=$((caught + 1))

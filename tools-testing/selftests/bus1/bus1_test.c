@@ -341,12 +341,66 @@ FIXTURE(bus1) {
 	int closed;		/* a descriptor number that is not open */
 	int path;		/* an O_PATH descriptor of @owner */
 	struct saved_state saved;
+	long long sysctl_saved[3];	/* see lower_limits() */
 };
+
+static const char * const lowered_sysctls[3] = {
+	"max_peer_nodes", "max_peer_held_handles", "max_peer_messages",
+};
+
+static long long read_sysctl(const char *name)
+{
+	char path[96];
+	long long v = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/sys/bus1/%s", name);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	if (fscanf(f, "%lld", &v) != 1)
+		v = -1;
+	fclose(f);
+	return v;
+}
+
+static bool write_sysctl(const char *name, long long value)
+{
+	char path[96];
+	bool ok;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/sys/bus1/%s", name);
+	f = fopen(path, "w");
+	if (!f)
+		return false;
+	ok = fprintf(f, "%lld\n", value) > 0;
+	return fclose(f) == 0 && ok;
+}
+
+/*
+ * Lowers the peer limits the limits test fills, where the caller may
+ * (root), so that it is quick on slow kernels too; the fixture's teardown
+ * puts the old values back.
+ */
+static void lower_limits(long long *saved, long long value)
+{
+	int i;
+
+	for (i = 0; i < 3; i++) {
+		saved[i] = read_sysctl(lowered_sysctls[i]);
+		if (saved[i] > value && !write_sysctl(lowered_sysctls[i], value))
+			saved[i] = -1;
+	}
+}
 
 FIXTURE_SETUP(bus1)
 {
 	char path[64];
 
+	self->sysctl_saved[0] = -1;
+	self->sysctl_saved[1] = -1;
+	self->sysctl_saved[2] = -1;
 	self->owner = sys_bus1_open(BUS1_OPEN_NONBLOCK | BUS1_OPEN_CLOEXEC);
 	ASSERT_LE(0, self->owner);
 	self->holder = sys_bus1_open(BUS1_OPEN_NONBLOCK | BUS1_OPEN_CLOEXEC);
@@ -370,6 +424,11 @@ FIXTURE_SETUP(bus1)
 
 FIXTURE_TEARDOWN(bus1)
 {
+	int i;
+
+	for (i = 0; i < 3; i++)
+		if (self->sysctl_saved[i] >= 0)
+			write_sysctl(lowered_sysctls[i], self->sysctl_saved[i]);
 	close(self->path);
 	close(self->pipe[0]);
 	close(self->pipe[1]);
@@ -2019,6 +2078,7 @@ TEST_F_TIMEOUT(bus1, limits, 300)
 	int other, i;
 	struct rmsg m;
 
+	lower_limits(self->sysctl_saved, 256);
 	/* Nodes of the owner, each handed to the holder while it may hold it. */
 	room = peer_value(self->owner, "bus1-peer-nodes", true) -
 	       peer_value(self->owner, "bus1-peer-nodes", false);
