@@ -101,7 +101,8 @@ crate_host_tests() {
 	cd "$BUS1_ROOT/tools-testing" &&
 		cargo fmt --check &&
 		cargo clippy -q --all-targets -- -D warnings &&
-		cargo test -q --lib
+		cargo test -q --lib &&
+		cargo test -q --bin bus1-fuzz
 }
 
 if [ -z "$filter" ]; then
@@ -122,7 +123,7 @@ if [ -z "$filter" ]; then
 	check "man pages render without warnings" man_pages_check
 	check "ipc/bus1 is rustfmt clean" rustfmt_check
 	check "ipc/bus1 is clippy clean (CLIPPY=1)" clippy_check
-	check "user-space crate: fmt, clippy, host tests" crate_host_tests
+	check "user-space crate: fmt, clippy, host tests (with the fuzzer's checker)" crate_host_tests
 fi
 
 # --- in-kernel tests ---------------------------------------------------------------
