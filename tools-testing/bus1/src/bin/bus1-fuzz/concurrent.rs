@@ -62,6 +62,7 @@ use nix::libc;
 
 use crate::coverage::Coverage;
 use crate::rng::Rng;
+use crate::sysctl;
 
 pub struct Config {
     pub seed: u64,
@@ -2107,49 +2108,6 @@ impl Parsed {
 
 // ---- the parent ----
 
-const SYSCTLS: [&str; 12] = [
-    "max_peer_messages",
-    "max_peer_bytes",
-    "max_peer_handles",
-    "max_peer_fds",
-    "max_user_messages",
-    "max_user_bytes",
-    "max_user_handles",
-    "max_user_fds",
-    "max_peer_nodes",
-    "max_peer_held_handles",
-    "max_user_nodes",
-    "max_user_held_handles",
-];
-
-/// Small limits for the run; the old values come back on drop.
-struct Limits {
-    saved: Vec<(String, String)>,
-}
-
-impl Limits {
-    fn set(values: &[(&str, u64)]) -> Result<Self, String> {
-        let mut limits = Self { saved: vec![] };
-        for &(name, value) in values {
-            let path = format!("/proc/sys/bus1/{name}");
-            let old = fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
-            fs::write(&path, format!("{value}\n")).map_err(|e| format!("{path}: {e}"))?;
-            limits.saved.push((path, old));
-        }
-        Ok(limits)
-    }
-}
-
-impl Drop for Limits {
-    fn drop(&mut self) {
-        for (path, old) in self.saved.iter().rev() {
-            if let Err(e) = fs::write(path, old) {
-                eprintln!("bus1-fuzz: restoring {path}: {e}");
-            }
-        }
-    }
-}
-
 const DEBUGFS: &str = "/sys/kernel/debug";
 
 /// (peers, nodes, messages) from debugfs.
@@ -2289,7 +2247,7 @@ fn small_limits(rng: &mut Rng, n_peers: u64, max_user_peers: u64) -> Vec<(&'stat
         max_user_peers + rng.pick(&[16, 48, 128]),
         max_user_peers * (n_peers - 1) + rng.pick(&[16, 64, 256]),
     ];
-    SYSCTLS.iter().copied().zip(values).collect()
+    sysctl::NAMES.iter().copied().zip(values).collect()
 }
 
 struct Pipes {
@@ -2498,7 +2456,11 @@ fn run_inner(cfg: &Config) -> Result<Report, String> {
         .max()
         .unwrap_or(0);
     let limit_values = small_limits(&mut master, n_peers, max_user_peers);
-    let limits = Limits::set(&limit_values)?;
+    // Small limits for the run; the old values come back on drop.
+    let limits = sysctl::Saved::new()?;
+    for &(name, value) in &limit_values {
+        sysctl::write(name, value)?;
+    }
 
     let mut setups: Vec<Option<WorkerSetup>> = vec![];
     for (g, peers) in all.drain(..).enumerate() {

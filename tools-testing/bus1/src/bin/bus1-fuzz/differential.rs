@@ -23,6 +23,7 @@ use crate::model::{
     RecvOut, SendOp, Size, Usage, VecSpec, payload_byte,
 };
 use crate::rng::Rng;
+use crate::sysctl;
 
 pub struct Config {
     pub seed: u64,
@@ -46,34 +47,6 @@ const NOT_OPEN_FD: RawFd = 9999;
 const SENTINEL: i32 = 0x7eee_eeee;
 /// Descriptors the process may open beyond those open at the start.
 const SPARE_FDS: i32 = 14;
-
-const SYSCTLS: [&str; 12] = [
-    "max_peer_messages",
-    "max_peer_bytes",
-    "max_peer_handles",
-    "max_peer_fds",
-    "max_user_messages",
-    "max_user_bytes",
-    "max_user_handles",
-    "max_user_fds",
-    "max_peer_nodes",
-    "max_peer_held_handles",
-    "max_user_nodes",
-    "max_user_held_handles",
-];
-
-fn read_sysctl(name: &str) -> Result<u64, String> {
-    std::fs::read_to_string(format!("/proc/sys/bus1/{name}"))
-        .map_err(|e| format!("/proc/sys/bus1/{name}: {e}"))?
-        .trim()
-        .parse()
-        .map_err(|e| format!("/proc/sys/bus1/{name}: {e}"))
-}
-
-fn write_sysctl(name: &str, value: u64) -> Result<(), String> {
-    std::fs::write(format!("/proc/sys/bus1/{name}"), value.to_string())
-        .map_err(|e| format!("/proc/sys/bus1/{name}: {e}"))
-}
 
 fn limits_values(l: &Limits) -> [u64; 12] {
     [
@@ -1124,7 +1097,8 @@ struct Runner {
     env: Env,
     base_fds: BTreeSet<i32>,
     fd_limit: i32,
-    saved: Vec<u64>,
+    /// The sysctls as they were before the run.
+    _saved: sysctl::Saved,
 }
 
 /// Where a sequence first differs from the model.
@@ -1137,8 +1111,8 @@ struct Difference {
 impl Runner {
     fn fresh_model(&mut self, limits: Limits) -> Result<Model, String> {
         self.env.clear();
-        for (name, value) in SYSCTLS.iter().zip(limits_values(&limits)) {
-            write_sysctl(name, value)?;
+        for (name, value) in sysctl::NAMES.iter().zip(limits_values(&limits)) {
+            sysctl::write(name, value)?;
         }
         Ok(Model::new(
             SLOTS,
@@ -1212,10 +1186,7 @@ impl Runner {
 
 pub fn run(cfg: &Config) -> Result<Report, String> {
     let env = Env::new()?;
-    let saved = SYSCTLS
-        .iter()
-        .map(|n| read_sysctl(n))
-        .collect::<Result<Vec<_>, _>>()?;
+    let saved = sysctl::Saved::new()?;
     let base_fds = env.open_fds()?;
     let fd_limit = base_fds.iter().max().copied().unwrap_or(2) + 1 + SPARE_FDS;
     let mut old = libc::rlimit {
@@ -1236,13 +1207,11 @@ pub fn run(cfg: &Config) -> Result<Report, String> {
         env,
         base_fds,
         fd_limit,
-        saved,
+        _saved: saved,
     };
     let result = run_epochs(cfg, &mut runner);
     runner.env.clear();
-    for (name, value) in SYSCTLS.iter().zip(&runner.saved) {
-        let _ = write_sysctl(name, *value);
-    }
+    drop(runner);
     // SAFETY: as above.
     unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &old) };
     result

@@ -29,6 +29,7 @@ mod coverage;
 mod differential;
 mod model;
 mod rng;
+mod sysctl;
 
 use std::process::ExitCode;
 use std::time::Instant;

@@ -433,6 +433,52 @@ fn ok<E>(r: Result<(), E>) -> Result<i64, E> {
     r.map(|()| 0)
 }
 
+/// What reading an extensible structure gives (`copy_struct_from_user()`
+/// semantics): its size in bytes, or the errno.
+fn read_struct(size: Size, ptr: Ptr, ver0: usize, ver1: usize) -> Result<usize, Errno> {
+    let bytes = size.bytes(ver0, ver1);
+    if bytes < ver0 {
+        return Err(Errno::EINVAL);
+    }
+    if bytes > STRUCT_SIZE_MAX {
+        return Err(Errno::E2BIG);
+    }
+    if !ptr.readable() {
+        return Err(Errno::EFAULT);
+    }
+    if size == Size::TailSet {
+        return Err(Errno::E2BIG);
+    }
+    Ok(bytes)
+}
+
+/// The `n` pieces of a payload or buffer array at `ptr` and their total
+/// length (a read-only page holds zeros: empty pieces), or the errno.
+fn read_vecs(vecs: &[VecSpec], n: u64, ptr: Ptr) -> Result<(Vec<VecSpec>, u64), Errno> {
+    if n > 1024 {
+        return Err(Errno::EINVAL);
+    }
+    if n > 0 && !ptr.readable() {
+        return Err(Errno::EFAULT);
+    }
+    let vecs: Vec<VecSpec> = if ptr == Ptr::ReadOnly {
+        vec![
+            VecSpec {
+                len: 0,
+                ptr: Ptr::Null
+            };
+            n as usize
+        ]
+    } else {
+        vecs[..n as usize].to_vec()
+    };
+    let total = vecs
+        .iter()
+        .try_fold(0u64, |t, v| t.checked_add(v.len))
+        .ok_or(Errno::EINVAL)?;
+    Ok((vecs, total))
+}
+
 impl Model {
     pub fn new(
         slots: usize,
@@ -997,18 +1043,8 @@ impl Model {
             Ok(i) => i,
             Err(e) => return fail(e),
         };
-        let size = s.size.bytes(40, 56);
-        if size < 40 {
-            return fail(Errno::EINVAL);
-        }
-        if size > STRUCT_SIZE_MAX {
-            return fail(Errno::E2BIG);
-        }
-        if !s.msg_ptr.readable() {
-            return fail(Errno::EFAULT);
-        }
-        if s.size == Size::TailSet {
-            return fail(Errno::E2BIG);
+        if let Err(e) = read_struct(s.size, s.msg_ptr, 40, 56) {
+            return fail(e);
         }
         let n_fds = if s.size == Size::Ver0 { 0 } else { s.n_fds };
         if s.n_handles > 256 || n_fds > 256 {
@@ -1063,30 +1099,10 @@ impl Model {
                 }
             }
         }
-        if s.n_vecs > 1024 {
-            return early(Errno::EINVAL, &errors);
-        }
-        if s.n_vecs > 0 && !s.vecs_ptr.readable() {
-            return early(Errno::EFAULT, &errors);
-        }
-        let vecs: Vec<VecSpec> = if s.vecs_ptr == Ptr::ReadOnly {
-            vec![
-                VecSpec {
-                    len: 0,
-                    ptr: Ptr::Null
-                };
-                s.n_vecs as usize
-            ]
-        } else {
-            s.vecs[..s.n_vecs as usize].to_vec()
+        let (vecs, total) = match read_vecs(&s.vecs, s.n_vecs, s.vecs_ptr) {
+            Ok(v) => v,
+            Err(e) => return early(e, &errors),
         };
-        let mut total = 0u64;
-        for v in &vecs {
-            match total.checked_add(v.len) {
-                Some(t) => total = t,
-                None => return early(Errno::EINVAL, &errors),
-            }
-        }
         if total > PAYLOAD_MAX {
             return early(Errno::EMSGSIZE, &errors);
         }
@@ -1223,44 +1239,15 @@ impl Model {
             Ok(i) => i,
             Err(e) => return fail(e),
         };
-        let size = r.size.bytes(64, 96);
-        if size < 64 {
-            return fail(Errno::EINVAL);
-        }
-        if size > STRUCT_SIZE_MAX {
-            return fail(Errno::E2BIG);
-        }
-        if !r.args_ptr.readable() {
-            return fail(Errno::EFAULT);
-        }
-        if r.size == Size::TailSet {
-            return fail(Errno::E2BIG);
-        }
-        let fds_cap = if r.size == Size::Ver0 { 0 } else { r.fds_cap };
-        if r.n_vecs > 1024 {
-            return fail(Errno::EINVAL);
-        }
-        if r.n_vecs > 0 && !r.vecs_ptr.readable() {
-            return fail(Errno::EFAULT);
-        }
-        let vecs: Vec<VecSpec> = if r.vecs_ptr == Ptr::ReadOnly {
-            vec![
-                VecSpec {
-                    len: 0,
-                    ptr: Ptr::Null
-                };
-                r.n_vecs as usize
-            ]
-        } else {
-            r.vecs[..r.n_vecs as usize].to_vec()
+        let size = match read_struct(r.size, r.args_ptr, 64, 96) {
+            Ok(size) => size,
+            Err(e) => return fail(e),
         };
-        let mut room = 0u64;
-        for v in &vecs {
-            match room.checked_add(v.len) {
-                Some(t) => room = t,
-                None => return fail(Errno::EINVAL),
-            }
-        }
+        let fds_cap = if r.size == Size::Ver0 { 0 } else { r.fds_cap };
+        let (vecs, room) = match read_vecs(&r.vecs, r.n_vecs, r.vecs_ptr) {
+            Ok(v) => v,
+            Err(e) => return fail(e),
+        };
         let p = &self.peers[&inst];
         let Some(first) = p.queue.first().cloned() else {
             return fail(if p.nonblock {
