@@ -4,7 +4,8 @@
  * syscalls.c.  Also included by rust/bindings/bindings_helper.h so that
  * #[export] checks the Rust definitions against these declarations, and
  * so that the Rust code sees the kernel functions that tell which files
- * may not be passed in a message (io_uring.h, af_unix.h).
+ * may not be passed in a message (io_uring.h, af_unix.h) and the
+ * tracepoints it emits (trace/events/bus1.h).
  */
 #ifndef _IPC_BUS1_BUS1_H
 #define _IPC_BUS1_BUS1_H
@@ -13,6 +14,7 @@
 #include <linux/io_uring.h>
 #include <linux/types.h>
 #include <net/af_unix.h>
+#include <trace/events/bus1.h>
 
 long bus1_sys_open(unsigned int flags);
 long bus1_sys_node_create(int peer, void __user *id, unsigned int flags);

@@ -33,6 +33,7 @@ mod queue;
 mod quota;
 mod stats;
 mod syscall;
+mod trace;
 mod transaction;
 mod user;
 

@@ -13,7 +13,11 @@
 //! that handle's references instead.
 //!
 //! Every peer also gets a 64-bit id from a global counter, shown in
-//! `/proc/<pid>/fdinfo/<fd>`.
+//! `/proc/<pid>/fdinfo/<fd>` and in the trace events (`trace.rs`).
+//!
+//! A peer keeps the credentials of the task that opened it.  Security
+//! modules decide on them (as Binder's hooks do on its processes'): whether
+//! a message may go from one peer to another and carry handles and files.
 //!
 //! This file has the peer and its ids (nodes it owns, sends, destruction);
 //! the submodules have the rest, one concept each: `handle` (references to
@@ -42,12 +46,16 @@
 //! The registry of users (`quota.rs`) is only locked when a peer is
 //! created or freed, with none of the above held.
 
+use core::ptr::NonNull;
+
 use kernel::{
+    bindings,
+    cred::Credential,
     fs::File,
     new_mutex, new_spinlock,
     prelude::*,
     rbtree::{RBTree, RBTreeNodeReservation},
-    static_lock_class,
+    security, static_lock_class,
     sync::{
         aref::ARef,
         atomic::{Atomic, Relaxed},
@@ -62,7 +70,7 @@ use crate::{
     node::{Node, OwnedNodes},
     queue::{Queue, Slot},
     quota::{Account, Usage, UserRef},
-    stats,
+    stats, trace,
     transaction::{self, Delivery, Outcome},
 };
 
@@ -139,6 +147,8 @@ pub(crate) struct Peer {
     id: u64,
     /// The user the peer is charged to: who opened it.
     user: UserRef,
+    /// The credentials of the task that opened the peer.
+    cred: ARef<Credential>,
     next_seq: Atomic<u64>,
     #[pin]
     recv_lock: Mutex<()>,
@@ -153,6 +163,12 @@ pub(crate) struct Peer {
     /// `kfree_rcu()`, where an embedded one would wait for a grace period
     /// in every peer's destructor.
     waitq: PollCondVarBox,
+}
+
+/// Records that destination `index` of a send refused it with `e`.
+fn refuse(outcomes: &mut [Outcome], first: &mut Option<Error>, index: usize, e: Error) {
+    outcomes[index] = Outcome::Refused(e);
+    first.get_or_insert(e);
 }
 
 /// Allocates one queue slot.
@@ -173,10 +189,19 @@ impl Peer {
         let waitq = PollCondVarBox::new(c"bus1_peer", static_lock_class!())?;
         let user = UserRef::current()?;
         let account = Account::new(user.user().clone());
+        // SAFETY: `get_current_cred()` returns the current task's
+        // credentials, never NULL, with a reference taken that the `ARef`
+        // owns; `Credential` is a transparent wrapper of `struct cred`.
+        let cred = unsafe {
+            ARef::from_raw(NonNull::new_unchecked(
+                bindings::get_current_cred().cast_mut().cast::<Credential>(),
+            ))
+        };
         let peer = Arc::pin_init(
             try_pin_init!(Self {
                 id: NEXT_PEER_ID.fetch_add(1, Relaxed),
                 user,
+                cred,
                 next_seq: Atomic::new(0),
                 recv_lock <- new_mutex!((), "bus1_peer_recv"),
                 state <- new_mutex!(PeerState {
@@ -279,10 +304,62 @@ impl Peer {
         partial: bool,
         outcomes: &mut [Outcome],
     ) -> Result<usize> {
+        let seq = self.next_seq();
+        let sizes = (payload.len(), handle_ids.len(), files.len());
+        let result = self.send_as(seq, dsts, payload, handle_ids, files, partial, outcomes);
+        trace::send(self, seq, dsts, outcomes, sizes, partial, &result);
+        result.map(|(delivered, _)| delivered)
+    }
+
+    /// Whether the security modules let this peer send a message with
+    /// `n_bytes`, `n_handles` and `files` to the peer `to`.
+    fn may_send(
+        &self,
+        to: &Peer,
+        n_bytes: usize,
+        n_handles: usize,
+        files: &[ARef<File>],
+    ) -> Result {
+        // Within the limits of `bus1_send(2)`, checked by the caller.
+        security::bus1_send(
+            &self.cred,
+            &to.cred,
+            n_bytes,
+            n_handles as u32,
+            files.len() as u32,
+        )?;
+        if n_handles != 0 {
+            security::bus1_transfer_handle(&self.cred, &to.cred)?;
+        }
+        for file in files {
+            security::bus1_transfer_file(&self.cred, &to.cred, file)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the security modules let this peer give `to` a handle.
+    pub(crate) fn may_transfer_handle(&self, to: &Peer) -> Result {
+        security::bus1_transfer_handle(&self.cred, &to.cred)
+    }
+
+    /// `send()` as transaction `seq`: returns how many destinations got the
+    /// message and the commit time.
+    #[allow(clippy::too_many_arguments)]
+    fn send_as(
+        &self,
+        seq: u64,
+        dsts: &[u64],
+        payload: KVVec<u8>,
+        handle_ids: &[u64],
+        files: KVec<ARef<File>>,
+        partial: bool,
+        outcomes: &mut [Outcome],
+    ) -> Result<(usize, u64)> {
         // Everything that can fail for the call as a whole is looked up and
         // allocated before the transaction: a failed send has no effect.
         let mut carried = KVec::with_capacity(handle_ids.len(), GFP_KERNEL)?;
         let mut targets = KVVec::with_capacity(dsts.len(), GFP_KERNEL)?;
+        // The first refusal, which fails the call unless `partial`.
         let mut first_refusal = None;
         {
             let state = self.state.lock();
@@ -292,26 +369,32 @@ impl Peer {
                 carried.push((lookup(id).ok_or(ENXIO)?, None), GFP_KERNEL)?;
             }
             for (index, id) in dsts.iter().enumerate() {
-                let refusal = match lookup(id) {
+                match lookup(id) {
                     Some(node) if !node.is_destroyed() => {
-                        targets.push((index, node), GFP_KERNEL)?;
-                        continue;
+                        targets.push((index, node), GFP_KERNEL)?
                     }
-                    Some(_) => EHOSTUNREACH,
-                    None => ENXIO,
-                };
-                outcomes[index] = Outcome::Refused(refusal);
-                first_refusal.get_or_insert(refusal);
+                    Some(_) => refuse(outcomes, &mut first_refusal, index, EHOSTUNREACH),
+                    None => refuse(outcomes, &mut first_refusal, index, ENXIO),
+                }
+            }
+        }
+        // The security modules decide per destination, without locks held
+        // (a policy may sleep), and before anything is queued.
+        let mut deliveries = KVVec::with_capacity(targets.len(), GFP_KERNEL)?;
+        if partial || first_refusal.is_none() {
+            for (index, node) in targets.drain_all() {
+                match self.may_send(&node.owner, payload.len(), handle_ids.len(), &files) {
+                    Ok(()) => {
+                        deliveries.push(Delivery::new(index, node, new_slot()?), GFP_KERNEL)?
+                    }
+                    Err(e) => refuse(outcomes, &mut first_refusal, index, e),
+                }
             }
         }
         if let Some(e) = first_refusal {
-            if !partial || targets.is_empty() {
+            if !partial || deliveries.is_empty() {
                 return Err(e);
             }
-        }
-        let mut deliveries = KVVec::with_capacity(targets.len(), GFP_KERNEL)?;
-        for (index, node) in targets.drain_all() {
-            deliveries.push(Delivery::new(index, node, new_slot()?), GFP_KERNEL)?;
         }
         for (_, spare) in carried.iter_mut() {
             *spare = Some(new_slot()?);
@@ -319,6 +402,7 @@ impl Peer {
         let message = Message::new(payload, handle_ids.len(), files)?;
         transaction::send(
             self,
+            seq,
             &mut deliveries,
             message,
             &mut carried,

@@ -278,8 +278,8 @@ impl Queue {
         self.entries.values().next().is_some_and(|q| q.committed)
     }
 
-    /// The first entry, if a reader can take it, and whether another entry
-    /// of the same transaction follows it.
+    /// The first entry, if a reader can take it, where it is, and whether
+    /// another entry of the same transaction follows it.
     ///
     /// All entries a transaction has in one queue are committed at the same
     /// time and sort next to each other; while one of them is still staged,
@@ -288,7 +288,7 @@ impl Queue {
     /// a readable first entry tells whether the transaction continues.
     ///
     /// The entry is marked as being read until `pop()` or `end_read()`.
-    pub(crate) fn peek(&mut self) -> Option<(&Entry, bool)> {
+    pub(crate) fn peek(&mut self) -> Option<(Stamp, &Entry, bool)> {
         let mut entries = self.entries.iter();
         let (stamp, queued) = entries.next()?;
         if !queued.committed {
@@ -300,7 +300,7 @@ impl Queue {
             .is_some_and(|(next, _)| next.same_transaction(stamp));
         // INVARIANT: the first entry, committed.
         self.reading = Some(*stamp);
-        Some((entry, continues))
+        Some((*stamp, entry, continues))
     }
 
     /// A receiver gives up on the entry it peeked; it stays queued.
@@ -435,7 +435,8 @@ mod tests {
     /// What a reader sees: the id of the first entry and whether its
     /// transaction continues.
     fn first(q: &mut Queue) -> Option<(u64, bool)> {
-        q.peek().map(|(entry, continues)| (entry.id(), continues))
+        q.peek()
+            .map(|(_, entry, continues)| (entry.id(), continues))
     }
 
     fn popped(q: &mut Queue) -> Option<Stamp> {

@@ -17,6 +17,7 @@ use crate::{
     files,
     peer::ID_INVALID,
     peer_file::peer_from_fd,
+    trace,
     transaction::Outcome,
     user::{self, MessageArgs, RecvArgs},
 };
@@ -62,14 +63,19 @@ pub(crate) fn handle_transfer(
         fd => Some(peer_from_fd(fd)?),
     };
     let dst = dst_fd.as_ref().unwrap_or(&src);
-    let node = src.lookup(user::read_u64(src_id_ptr)?)?;
+    let src_id = user::read_u64(src_id_ptr)?;
+    let node = src.lookup(src_id)?;
     if node.is_destroyed() {
         return Err(EHOSTUNREACH);
+    }
+    if !Arc::ptr_eq(dst, &src) {
+        src.may_transfer_handle(dst)?;
     }
     user::write_u64(dst_id_ptr, ID_INVALID)?;
     // Only the owner may give out a node nobody else holds any more.
     let by_owner = Arc::ptr_eq(&node.owner, &src);
     let id = dst.acquire(&node, by_owner)?;
+    trace::handle_transfer(&src, src_id, dst, id);
     user::write_u64(dst_id_ptr, id)?;
     Ok(0)
 }
@@ -80,7 +86,9 @@ pub(crate) fn handle_release(peer: i32, id_ptr: u64, flags: u32) -> Result<i32> 
         return Err(EINVAL);
     }
     let peer = peer_from_fd(peer)?;
-    peer.release(user::read_u64(id_ptr)?)?;
+    let id = user::read_u64(id_ptr)?;
+    peer.release(id)?;
+    trace::handle_release(&peer, id);
     Ok(0)
 }
 

@@ -38,6 +38,7 @@ use crate::{
     node::Node,
     peer::{cond_resched, Peer},
     queue::{EntryId, Slot, Stamp},
+    trace,
 };
 
 /// What happened to the message at one destination.
@@ -85,19 +86,20 @@ fn give_up(deliveries: &mut [Delivery]) {
 }
 
 /// Sends `message` from `sender` to every destination in `deliveries` in
-/// one transaction; `carried` are the nodes of the handles it carries.
-/// Records the outcome of each destination in `outcomes` and returns how
-/// many got the message; fails (with no effect) if a destination refuses
-/// and not `partial`, or if none took it.
+/// one transaction, number `seq` of `sender`; `carried` are the nodes of
+/// the handles it carries.  Records the outcome of each destination in
+/// `outcomes` and returns how many got the message and the commit time;
+/// fails (with no effect) if a destination refuses and not `partial`, or if
+/// none took it.
 pub(crate) fn send(
     sender: &Peer,
+    seq: u64,
     deliveries: &mut [Delivery],
     mut message: UniqueArc<Message>,
     carried: &mut [Carried],
     partial: bool,
     outcomes: &mut [Outcome],
-) -> Result<usize> {
-    let seq = sender.next_seq();
+) -> Result<(usize, u64)> {
     let charge = message.charge(sender.uid(), carried.len());
     if let ([d], []) = (&mut *deliveries, &*carried) {
         // One destination and no references to take: nothing needs
@@ -114,9 +116,9 @@ pub(crate) fn send(
             .owner
             .push_message(&d.node, sender.id(), seq, entry, slot, &charge);
         return match pushed {
-            Ok(()) => {
+            Ok(stamp) => {
                 outcomes[d.index] = Outcome::Delivered;
-                Ok(1)
+                Ok((1, stamp.time))
             }
             Err((entry, slot, e)) => {
                 // Dropped here, outside the queue lock.
@@ -218,7 +220,7 @@ pub(crate) fn send(
             outcomes[d.index] = Outcome::Delivered;
         }
     }
-    Ok(delivered)
+    Ok((delivered, time))
 }
 
 /// Destroys nodes of `owner` in one transaction.  `each` calls its argument
@@ -292,7 +294,9 @@ where
         if let Some(staged) = state.destroy_stamp {
             owner.commit(staged, time, Entry::NodeDestroy { id: node.id });
         }
+        let mut holders = 0;
         for holder in state.holders.values() {
+            holders += 1;
             if let Some(staged) = holder.staged {
                 holder
                     .peer
@@ -300,6 +304,7 @@ where
             }
             cond_resched();
         }
+        trace::node_destroy(owner, node.id, seq, time, holders);
         state.remove();
     });
 }

@@ -68,7 +68,11 @@ if [ "$(cat "$BUILD_DIR/.bus1-config-key" 2>/dev/null)" != "$config_key" ] ||
 	missing=$(cat "${fragments[@]}" | grep -E '^(CONFIG_[A-Z0-9_]+=|# CONFIG_[A-Z0-9_]+ is not set)' |
 		tac | awk '{ n = $0; sub(/^# /, "", n); sub(/[= ].*/, "", n); if (!seen[n]++) print }' |
 		while read -r opt; do
-			grep -qxF "$opt" "$BUILD_DIR/.config" || echo "$opt"
+			case $opt in
+			# Off also holds when the option is not offered at all.
+			'# '*) ! grep -q "^${opt:2:-11}=" "$BUILD_DIR/.config" || echo "$opt" ;;
+			*) grep -qxF "$opt" "$BUILD_DIR/.config" || echo "$opt" ;;
+			esac
 		done)
 	[ -z "$missing" ] || die "config options did not stick: $(echo $missing)"
 	echo "$config_key" >"$BUILD_DIR/.bus1-config-key"

@@ -82,11 +82,37 @@ __rust_helper int rust_helper_cond_resched(void)
 	return cond_resched();
 }
 '
-commit rust-helpers.txt rust/helpers/task.c
+python3 "$kedit" rust/helpers/cred.c before '^__rust_helper void rust_helper_put_cred\(' \
+	'__rust_helper const struct cred *rust_helper_get_current_cred(void)
+{
+	return get_current_cred();
+}
+'
+commit rust-helpers.txt rust/helpers/task.c rust/helpers/cred.c
 
-# --- 2: the subsystem with its first system call -----------------------------
+# --- 2: LSM hooks for bus1 ----------------------------------------------------------
+lsm=$series/lsm
+python3 "$kedit" include/linux/lsm_hook_defs.h before '^LSM_HOOK\(int, 0, ptrace_access_check,' \
+	"$(cat "$lsm/lsm_hook_defs.h.txt")"
+python3 "$kedit" include/linux/security.h before '^int security_ptrace_access_check\(' \
+	"$(cat "$lsm/security.h-decl.txt")"
+python3 "$kedit" include/linux/security.h before '^static inline int security_ptrace_access_check\(' \
+	"$(cat "$lsm/security.h-stub.txt")"$'\n'
+python3 "$kedit" security/security.c after '^EXPORT_SYMBOL_GPL\(security_binder_transfer_file\);$' \
+	$'\n'"$(cat "$lsm/security.c.txt")"
+python3 "$kedit" rust/helpers/security.c before '^#endif$' "$(cat "$lsm/rust-helpers-security.c.txt")"
+python3 "$kedit" rust/kernel/security.rs before '^/// A security context string\.$' \
+	"$(cat "$lsm/security.rs.txt")"$'\n'
+commit lsm-hooks.txt include/linux/lsm_hook_defs.h include/linux/security.h security/security.c \
+	rust/helpers/security.c rust/kernel/security.rs
+
+# --- 3: trace events ----------------------------------------------------------------
+cp "$BUS1_ROOT/ipc-bus1/include/trace/events/bus1.h" include/trace/events/bus1.h
+commit trace-events.txt include/trace/events/bus1.h
+
+# --- 4: the subsystem with its first system call -----------------------------
 mkdir -p ipc/bus1/peer
-cp "$BUS1_ROOT"/ipc-bus1/{Kconfig,Makefile,bus1.h,syscalls.c,*.rs} ipc/bus1/
+cp "$BUS1_ROOT"/ipc-bus1/{Kconfig,Makefile,bus1.h,syscalls.c,events.c,*.rs} ipc/bus1/
 cp "$BUS1_ROOT"/ipc-bus1/peer/*.rs ipc/bus1/peer/
 cp "$BUS1_ROOT/uapi/bus1.h" include/uapi/linux/bus1.h
 python3 "$kedit" init/Kconfig before '^config WATCH_QUEUE$' 'source "ipc/bus1/Kconfig"
@@ -113,7 +139,7 @@ commit subsystem.txt ipc/bus1 include/uapi/linux/bus1.h init/Kconfig ipc/Makefil
 	include/linux/syscalls.h kernel/sys_ni.c rust/bindings/bindings_helper.h \
 	rust/uapi/uapi_helper.h MAINTAINERS
 
-# --- 3: syscall numbers ---------------------------------------------------------
+# --- 5: syscall numbers ---------------------------------------------------------
 # Every architecture's table, as Documentation/process/adding-syscalls.rst
 # asks: table, ABI column, column of the entry point, number offset (alpha
 # numbers its calls 110 above the others).  No bus1 call needs a compat
@@ -162,14 +188,14 @@ python3 "$kedit" include/uapi/asm-generic/unistd.h sub \
 	'^#define __NR_syscalls [0-9]+' "#define __NR_syscalls $nr"
 commit syscall-numbers.txt "${table_files[@]}" include/uapi/asm-generic/unistd.h
 
-# --- 4: documentation -----------------------------------------------------------
+# --- 6: documentation -----------------------------------------------------------
 cp "$BUS1_ROOT/Documentation/userspace-api/bus1.rst" Documentation/userspace-api/bus1.rst
 python3 "$kedit" Documentation/userspace-api/index.rst after '^   rseq$' '   bus1'
 python3 "$kedit" MAINTAINERS before '^F:	include/uapi/linux/bus1.h$' \
 	'F:	Documentation/userspace-api/bus1.rst'
 commit documentation.txt Documentation/userspace-api MAINTAINERS
 
-# --- 5: kselftests --------------------------------------------------------------
+# --- 7: kselftests --------------------------------------------------------------
 mkdir -p tools/testing/selftests/bus1
 cp "$BUS1_ROOT"/tools-testing/selftests/bus1/{Makefile,config,.gitignore,bus1_test.c} \
 	tools/testing/selftests/bus1/

@@ -11,6 +11,8 @@ DEB_PACKAGES=(
 	qemu-system-x86 busybox-static udev strace kmod groff-base
 	gcc-multilib python3-ply
 	clang-19 lld-19 llvm-19
+	dwarves linux-perf bpftrace bpftool libbpf-dev
+	libseccomp-dev
 )
 
 missing=()

@@ -154,7 +154,8 @@ struct bus1_vec {
  * peer), ENXIO (unknown id), EPERM (releasing an owned node, or destroying
  * a handle), EHOSTUNREACH (the node is destroyed), ENOTUNIQ (an id twice
  * in one call), EDQUOT (a new node or handle would exceed the limits
- * /proc/sys/bus1/max_{peer,user}_{nodes,held_handles}), EFAULT, EINVAL,
+ * /proc/sys/bus1/max_{peer,user}_{nodes,held_handles}), EPERM or EACCES
+ * (a security module refused a handle transfer), EFAULT, EINVAL,
  * ENOMEM (also at the limit of the caller's memory cgroup, to which all
  * memory bus1 keeps for the caller is charged).
  */
@@ -199,8 +200,9 @@ struct bus1_vec {
  * third argument.
  *
  * A destination refuses with ENXIO (the sender has no such id),
- * EHOSTUNREACH (the node is destroyed, or its owner is gone) or EDQUOT (the
- * message does not fit the receiver's quota, see below).  When @errors
+ * EHOSTUNREACH (the node is destroyed, or its owner is gone), EDQUOT (the
+ * message does not fit the receiver's quota, see below) or the errno of a
+ * security module's refusal (EPERM, EACCES).  When @errors
  * is set, it is written before anything else happens, and on return holds
  * for each destination 0 (queued), the errno of its refusal, or ECANCELED
  * (not queued because the call failed as a whole).

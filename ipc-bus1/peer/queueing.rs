@@ -16,6 +16,7 @@ use crate::{
     node::Node,
     queue::{EntryId, Removed, Slot, Stamp},
     quota::{self, Charge, Refusal, ShareSlots},
+    trace::{self, EntryInfo},
 };
 
 /// What became of a queued notification that was to be withdrawn.
@@ -42,6 +43,7 @@ impl Peer {
         charge: &Charge,
         refuse: impl Fn() -> bool,
     ) -> Result<Stamp, (Entry, Slot, Error)> {
+        let info = EntryInfo::of(&entry);
         let pushed = quota::with_share_slots((entry, slot), |(entry, slot), shares| {
             let mut queue = self.queue.lock();
             if refuse() {
@@ -53,6 +55,7 @@ impl Peer {
         });
         match pushed {
             Ok((readable, stamp)) => {
+                trace::queue(self, &stamp, &info);
                 if readable {
                     self.waitq.notify_all();
                 }
@@ -64,7 +67,7 @@ impl Peer {
 
     /// Queues the entry of a one-destination message to `node`, owned by
     /// this peer, unless the node is destroyed (checked under the queue
-    /// lock, where a destruction is staged).
+    /// lock, where a destruction is staged); returns where.
     pub(crate) fn push_message(
         &self,
         node: &Node,
@@ -73,9 +76,8 @@ impl Peer {
         entry: Entry,
         slot: Slot,
         charge: &Charge,
-    ) -> Result<(), (Entry, Slot, Error)> {
+    ) -> Result<Stamp, (Entry, Slot, Error)> {
         self.push(sender, seq, entry, slot, charge, || node.is_destroyed())
-            .map(drop)
     }
 
     /// Queues a notification on this peer and returns where; a closed peer
@@ -192,7 +194,11 @@ impl Peer {
     /// at its final time.  If the peer closed meanwhile, the entry is
     /// dropped, as if it had been queued just before the close.
     pub(crate) fn commit(&self, staged: Stamp, time: u64, entry: Entry) {
+        let info = EntryInfo::of(&entry);
         let result = self.queue.lock().commit(staged, time, entry);
+        if result.is_ok() {
+            trace::queue(self, &Stamp { time, ..staged }, &info);
+        }
         match result {
             Ok(true) => self.waitq.notify_all(),
             Ok(false) => {}

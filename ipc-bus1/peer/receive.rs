@@ -14,6 +14,7 @@ use crate::{
     creds::SeenCreds,
     files,
     message::{Entry, Message},
+    trace::{self, EntryInfo},
 };
 
 /// What `Peer::recv()` hands to its caller to copy out.
@@ -52,7 +53,7 @@ impl Peer {
     ) -> Result {
         // Wait without holding `recv_lock`, so that every waiter can be
         // interrupted; then take the first entry under it.
-        let (_receiver, kind, id, message, continues) = loop {
+        let (_receiver, stamp, info, message, continues) = loop {
             {
                 let mut queue = self.queue.lock();
                 while !queue.is_readable() {
@@ -65,20 +66,20 @@ impl Peer {
                 }
             }
             let receiver = self.recv_lock.lock();
-            let first = self.queue.lock().peek().map(|(entry, continues)| {
+            let first = self.queue.lock().peek().map(|(stamp, entry, continues)| {
                 let message = match entry {
                     Entry::Data { message, .. } => Some(message.clone()),
                     _ => None,
                 };
-                (entry.kind(), entry.id(), message, continues)
+                (stamp, EntryInfo::of(entry), message, continues)
             });
             // Another receiver may have taken it in between.
-            if let Some((kind, id, message, continues)) = first {
-                break (receiver, kind, id, message, continues);
+            if let Some((stamp, info, message, continues)) = first {
+                break (receiver, stamp, info, message, continues);
             }
         };
 
-        let result = self.copy_out(kind, id, message.as_deref(), continues, copy_out, write_ids);
+        let result = self.copy_out(&info, message.as_deref(), continues, copy_out, write_ids);
         let taken = {
             let mut queue = self.queue.lock();
             match result {
@@ -90,6 +91,7 @@ impl Peer {
             }
         };
         let reserved = result?;
+        trace::recv(self, &stamp, &info);
         if let Some(message) = &message {
             reserved.install(&message.files);
         }
@@ -101,8 +103,7 @@ impl Peer {
     /// The part of `recv()` between peeking and dequeuing.
     fn copy_out(
         self: &Arc<Self>,
-        kind: u64,
-        id: u64,
+        info: &EntryInfo,
         message: Option<&Message>,
         continues: bool,
         copy_out: impl FnOnce(&Received<'_>) -> Result<files::Reserved>,
@@ -113,8 +114,8 @@ impl Peer {
             None => (&[][..], &[][..], 0),
         };
         let received = Received {
-            kind,
-            id,
+            kind: info.kind(),
+            id: info.id(),
             payload,
             n_handles: inflight.len(),
             n_fds,

@@ -380,7 +380,7 @@ fn every_call_fails_with_its_errno_and_no_effect() {
         [h, dsts.as_ptr() as usize, 1, big.as_ptr() as usize, 4097, 0],
         Errno::E2BIG,
     );
-    let mut tail = vec![0u8; 128];
+    let mut tail = [0u8; 128];
     tail[120] = 1;
     case(
         "send message with a non-zero tail".into(),

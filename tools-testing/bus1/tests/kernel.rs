@@ -18,6 +18,7 @@ mod accounting;
 mod compat32;
 mod creds;
 mod fds;
+mod filter;
 mod hardening;
 mod limits;
 mod messaging;
@@ -25,6 +26,7 @@ mod multicast;
 mod quota;
 mod reset;
 mod robust;
+mod trace;
 
 const DEBUGFS: &str = "/sys/kernel/debug";
 const TRACEFS: &str = "/sys/kernel/tracing";

@@ -438,16 +438,18 @@ fn bad_arguments_fail_without_effect() {
     let (owner, holder) = (peer(), peer());
     let (node, handle) = connect(&owner, &holder);
     let file = std::fs::File::open("/proc/self/stat").unwrap();
+    // An address that is never mapped (not a dangling pointer to be
+    // dereferenced: the kernel must fail with EFAULT).
     let bad_ptr = 8usize;
     // SAFETY (all raw calls below): the kernel must reject them before
     // touching any pointer that is not valid.
     unsafe {
         // Unknown flags.
-        for nr in [sys::nr::BUS1_NODE_CREATE] {
+        {
             let mut id = 0u64;
             assert_eq!(
                 sys::call(
-                    nr,
+                    sys::nr::BUS1_NODE_CREATE,
                     [
                         owner.as_raw_fd() as usize,
                         &mut id as *mut _ as usize,
@@ -574,10 +576,9 @@ fn bad_arguments_fail_without_effect() {
             holder.send_raw(&[handle], big.as_ptr().cast(), 64, 0),
             Err(Errno::E2BIG)
         );
-        assert_eq!(
-            holder.send_raw(&[handle], bad_ptr as *const _, v0, 0),
-            Err(Errno::EFAULT)
-        );
+        #[allow(clippy::manual_dangling_ptr)]
+        let bad = bad_ptr as *const _;
+        assert_eq!(holder.send_raw(&[handle], bad, v0, 0), Err(Errno::EFAULT));
         let msg = sys::Bus1Message {
             n_vecs: 1,
             vecs: bad_ptr as u64,
@@ -591,7 +592,9 @@ fn bad_arguments_fail_without_effect() {
         assert_eq!(holder.send_raw(&[handle], &msg, v0, 0), Err(Errno::EFAULT));
         let mut args = sys::Bus1Recv::default();
         assert_eq!(owner.recv_raw(&mut args, 8), Err(Errno::EINVAL));
-        assert_eq!(owner.recv_raw(bad_ptr as *mut _, 64), Err(Errno::EFAULT));
+        #[allow(clippy::manual_dangling_ptr)]
+        let bad = bad_ptr as *mut _;
+        assert_eq!(owner.recv_raw(bad, 64), Err(Errno::EFAULT));
     }
     // Exactly the one valid empty message arrived.  A bad vector array
     // fails the receive and keeps it queued.

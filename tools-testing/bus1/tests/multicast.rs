@@ -607,6 +607,7 @@ fn stress_global_order_and_causality() {
         .map(|log| log.iter().enumerate().map(|(p, &e)| (e, p)).collect())
         .collect();
     let mut pairs_checked = 0usize;
+    #[allow(clippy::needless_range_loop)] // pairs (i, j) of receivers
     for i in 0..RECEIVERS {
         for j in i + 1..RECEIVERS {
             let mut last: Option<(u64, usize)> = None;
