@@ -108,7 +108,9 @@ commit lsm-hooks.txt include/linux/lsm_hook_defs.h include/linux/security.h secu
 
 # --- 3: trace events ----------------------------------------------------------------
 cp "$BUS1_ROOT/ipc-bus1/include/trace/events/bus1.h" include/trace/events/bus1.h
-commit trace-events.txt include/trace/events/bus1.h
+# The bus1 entry starts here, with its first file.
+python3 "$kedit" MAINTAINERS maintainers "$(cat "$series/maintainers.txt")"
+commit trace-events.txt include/trace/events/bus1.h MAINTAINERS
 
 # --- 4: the subsystem with its first system call -----------------------------
 mkdir -p ipc/bus1/peer
@@ -134,7 +136,9 @@ python3 "$kedit" rust/bindings/bindings_helper.h before '^#if IS_ENABLED\(CONFIG
 '
 python3 "$kedit" rust/uapi/uapi_helper.h before '^#include <uapi/linux/ethtool.h>' \
 	'#include <uapi/linux/bus1.h>'
-python3 "$kedit" MAINTAINERS maintainers "$(cat "$series/maintainers.txt")"
+python3 "$kedit" MAINTAINERS after '^F:	include/trace/events/bus1.h$' \
+	'F:	include/uapi/linux/bus1.h
+F:	ipc/bus1/'
 commit subsystem.txt ipc/bus1 include/uapi/linux/bus1.h init/Kconfig ipc/Makefile \
 	include/linux/syscalls.h kernel/sys_ni.c rust/bindings/bindings_helper.h \
 	rust/uapi/uapi_helper.h MAINTAINERS
@@ -191,7 +195,7 @@ commit syscall-numbers.txt "${table_files[@]}" include/uapi/asm-generic/unistd.h
 # --- 6: documentation -----------------------------------------------------------
 cp "$BUS1_ROOT/Documentation/userspace-api/bus1.rst" Documentation/userspace-api/bus1.rst
 python3 "$kedit" Documentation/userspace-api/index.rst after '^   rseq$' '   bus1'
-python3 "$kedit" MAINTAINERS before '^F:	include/uapi/linux/bus1.h$' \
+python3 "$kedit" MAINTAINERS before '^F:	include/trace/events/bus1.h$' \
 	'F:	Documentation/userspace-api/bus1.rst'
 commit documentation.txt Documentation/userspace-api MAINTAINERS
 
@@ -202,6 +206,13 @@ cp "$BUS1_ROOT"/tools-testing/selftests/bus1/{Makefile,config,.gitignore,bus1_te
 python3 "$kedit" tools/testing/selftests/Makefile after '^TARGETS \+= breakpoints$' 'TARGETS += bus1'
 python3 "$kedit" MAINTAINERS after '^F:	ipc/bus1/$' 'F:	tools/testing/selftests/bus1/'
 commit selftests.txt tools/testing/selftests/bus1 tools/testing/selftests/Makefile MAINTAINERS
+
+# --- 8: perf's copies of the syscall tables -------------------------------------------
+# As the perf maintainers sync tools/ after a uapi change; last, so that it
+# can be taken or dropped on its own.
+mapfile -t synced < <("$BUS1_ROOT/scripts/sync-tools-syscalls.sh" .)
+((${#synced[@]})) || die "tools/ is in sync already: the series adds no syscall?"
+commit tools-sync.txt "${synced[@]}"
 
 # --- export ---------------------------------------------------------------------
 git config branch.bus1-series.description "$(cat "$series/cover-letter.txt")"

@@ -11,7 +11,9 @@ DEB_PACKAGES=(
 	qemu-system-x86 busybox-static udev strace kmod groff-base
 	gcc-multilib python3-ply
 	clang-19 lld-19 llvm-19
-	dwarves linux-perf bpftrace bpftool libbpf-dev
+	# Watching and filtering: BTF (pahole), perf (Debian's, and the build
+	# of the patched tree's), bpftrace, BPF LSM programs, libseccomp.
+	dwarves linux-perf libtraceevent-dev pkgconf bpftrace bpftool libbpf-dev
 	libseccomp-dev
 )
 

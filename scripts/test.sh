@@ -152,7 +152,8 @@ run_kernel_tests() {
 	stats=$(mktemp /tmp/bus1-stats.XXXXXX)
 	log "booting the ${variant:-bus1} kernel for $label"
 	"$BUS1_ROOT/scripts/boot.sh" ${variant:+--variant "$variant"} -- \
-		env BUS1_STATS_FILE="$stats" BUS1_COMPAT32="$compat32" "$test_bin" --test-threads=1 "$@" >"$out" 2>&1 || status=$?
+		env BUS1_STATS_FILE="$stats" BUS1_COMPAT32="$compat32" BUS1_PERF="$perf" \
+		"$test_bin" --test-threads=1 "$@" >"$out" 2>&1 || status=$?
 	grep -E '^test .* \.\.\. ' "$out" | sed "s/^test /$label: /"
 	if [ -s "$stats" ]; then sed "s/^/$label: measured: /" "$stats"; fi
 	kpass=$(grep -cE '^test .* \.\.\. ok$' "$out" || true)
@@ -182,6 +183,16 @@ if [ -z "$filter" ]; then
 else
 	"$BUS1_ROOT/scripts/build-compat32.sh" >/dev/null || true
 	"$BUS1_ROOT/scripts/build-observe.sh" >/dev/null || true
+fi
+# perf built from the patched tree, with tools/'s syscall tables synced as in
+# the last patch of the series: the perf tests run its `perf trace`.
+perf=false
+if perf=$("$BUS1_ROOT/scripts/build-perf.sh" 2>"$logs/build-perf.log"); then
+	[ -n "$filter" ] || check "perf builds from the patched tree (tools/ synced)" true
+else
+	perf=false
+	[ -n "$filter" ] || check "perf builds from the patched tree (tools/ synced)" false
+	tail -n 20 "$logs/build-perf.log"
 fi
 
 run_kernel_tests kernel "" ${filter:+"$filter"}

@@ -23,6 +23,7 @@ mod hardening;
 mod limits;
 mod messaging;
 mod multicast;
+mod perf;
 mod quota;
 mod reset;
 mod robust;
