@@ -15,6 +15,7 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, fork};
 
 mod accounting;
+mod bpf;
 mod compat32;
 mod creds;
 mod fds;
