@@ -19,12 +19,16 @@ use kernel::{ffi::c_int, prelude::*, tracepoint::declare_trace, uapi};
 
 use crate::{message::Entry, peer::Peer, queue::Stamp, transaction::Outcome};
 
+// The events take what they show as plain values, hence the many arguments.
 declare_trace! {
+    #[allow(clippy::too_many_arguments)]
     unsafe fn bus1_send(peer: u64, seq: u64, time: u64, n_dsts: u32, ret: c_int, n_bytes: u64,
                         n_handles: u32, n_fds: u32, flags: u32);
     unsafe fn bus1_refuse(peer: u64, seq: u64, index: u32, id: u64, error: c_int);
+    #[allow(clippy::too_many_arguments)]
     unsafe fn bus1_queue(peer: u64, time: u64, sender: u64, seq: u64, part: u64, kind: u32,
                          id: u64, n_bytes: u64, n_handles: u32, n_fds: u32);
+    #[allow(clippy::too_many_arguments)]
     unsafe fn bus1_recv(peer: u64, time: u64, sender: u64, seq: u64, part: u64, kind: u32,
                         id: u64, n_bytes: u64, n_handles: u32, n_fds: u32);
     unsafe fn bus1_node_destroy(peer: u64, id: u64, seq: u64, time: u64, holders: u32);
