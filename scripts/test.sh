@@ -173,16 +173,23 @@ run_kernel_tests() {
 	echo "$label: $kpass passed, $kfail failed, boot+run $((SECONDS - start))s"
 }
 
+# The libseccomp policy and the BPF LSM program, and the demo that filter.rs
+# runs under bus1-strace.
+build_examples() {
+	"$BUS1_ROOT/scripts/build-observe.sh" &&
+		(cd "$BUS1_ROOT/tools-testing" && cargo build -q --release --example demo)
+}
+
 # The 32-bit program that compat32.rs runs in the guest (i386 ABI on the
 # x86_64 kernel), and the observing and filtering examples (libseccomp
 # policy, BPF LSM program) that the filter and bpf tests run.
 compat32=$BUS1_ROOT/tools-testing/target/bus1-compat32
 if [ -z "$filter" ]; then
 	check "32-bit test program builds (gcc -m32)" "$BUS1_ROOT/scripts/build-compat32.sh"
-	check "observing and filtering examples build (libseccomp, BPF LSM)" "$BUS1_ROOT/scripts/build-observe.sh"
+	check "observing and filtering examples and the demo build" build_examples
 else
 	"$BUS1_ROOT/scripts/build-compat32.sh" >/dev/null || true
-	"$BUS1_ROOT/scripts/build-observe.sh" >/dev/null || true
+	build_examples >/dev/null 2>&1 || true
 fi
 # perf built from the patched tree, with tools/'s syscall tables synced as in
 # the last patch of the series: the perf tests run its `perf trace`.
